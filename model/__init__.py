@@ -1,0 +1,1 @@
+"""vem.model: the PyTorch VeM (PAPER.md §§2-5)."""
