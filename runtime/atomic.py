@@ -47,12 +47,26 @@ def check_output_path(path: str | os.PathLike, *, force: bool = False, inputs: I
     return final
 
 
-def _describe(error: OSError) -> str:
-    if error.errno == errno.ENOSPC:
+# errno values that mean "the output cannot be written", whatever library raised them.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def describe_os_error(error: BaseException) -> str:
+    """A short reason for an OS-level failure ("no space left on the device")."""
+    return _describe(error)
+
+
+def _describe(error: BaseException) -> str:
+    code = getattr(error, "errno", None)
+    if code == errno.ENOSPC:
         return "no space left on the device"
-    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "permission denied" if error.errno != errno.EROFS else "read-only file system"
-    return error.strerror or str(error)
+    if code == errno.EFBIG:
+        return "file too large for this file system or limit"
+    if code == errno.EROFS:
+        return "read-only file system"
+    if code in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return getattr(error, "strerror", None) or str(error)
 
 
 def _create_temp(final: str) -> str:

@@ -136,6 +136,13 @@ def open_video(path: str | os.PathLike) -> tuple[av.container.InputContainer, av
         container.close()
         if has_audio:
             raise InputError(f"{path}: has only audio, no video stream", hint="vem needs a video to write music for")
+        if not container.streams:
+            # FFmpeg recognised a container (e.g. an mp4 header) but found no stream description:
+            # typically an mp4 whose index (written last) was cut off.
+            raise InputError(
+                f"{path}: not a readable video (no streams found): the file is damaged, truncated or not a media file",
+                hint="an interrupted download or copy leaves such files; get the complete file again",
+            )
         raise InputError(f"{path}: has no video stream")
     # The stream FFmpeg would pick (attached cover pictures are video streams too; skip them).
     candidates = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
@@ -186,23 +193,42 @@ def _missing_bytes(stream, size_bytes: int) -> int:
     return max(0, int(last_end) - size_bytes)
 
 
+def _iter_frames(container, stream, problems: dict[str, object]):
+    """Decoded frames in presentation order; packets that fail to decode are skipped and counted.
+
+    A player shows what it can of a damaged stream; so does this. ``problems`` collects
+    ``bad_packets`` (count), ``last_error`` (FFmpeg's reason) and ``read_error`` (reading the
+    file failed: the iteration ends there).
+    """
+    problems.setdefault("bad_packets", 0)
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.FFmpegError as error:
+            problems["read_error"] = _ffmpeg_reason(error)
+            return
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as error:
+            problems["bad_packets"] = int(problems["bad_packets"]) + 1
+            problems["last_error"] = _ffmpeg_reason(error)
+            continue
+        yield from frames
+
+
 def _first_frame(container, stream, path: str) -> av.VideoFrame:
     """Decode until the first picture; InputError when the stream has none to give."""
-    try:
-        packets_seen = 0
-        for packet in container.demux(stream):
-            packets_seen += 1
-            for frame in packet.decode():
-                return frame
-            if packets_seen >= _PROBE_PACKET_LIMIT:
-                break
-    except av.FFmpegError as error:
-        raise InputError(
-            f"{path}: its video stream does not decode ({_ffmpeg_reason(error)})",
-            hint="the file is damaged; check that it plays in a video player",
-        ) from error
+    problems: dict[str, object] = {}
+    frames = _iter_frames(container, stream, problems)
+    for frame in frames:
+        frames.close()
+        return frame
+    reason = problems.get("last_error") or problems.get("read_error")
     raise InputError(
-        f"{path}: has a video stream but no decodable frames",
+        f"{path}: has a video stream but no decodable frames" + (f" ({reason})" if reason else ""),
         hint="the file is damaged or its video data is missing",
     )
 
@@ -369,42 +395,43 @@ def decode_frames(
     next_k = 0
     frames_decoded = 0
     stopped_at_limit = False
+    problems: dict[str, object] = {}
     with container:
-        try:
-            for frame in container.decode(stream):
-                frames_decoded += 1
-                if frame.pts is not None and frame.time_base is not None:
-                    absolute = frame.pts * frame.time_base
-                elif held_t is not None and t0 is not None:  # no timestamp: assume the nominal rate
-                    absolute = t0 + held_t + (nominal_interval or Fraction(1, 25))
-                else:
-                    absolute = Fraction(0)
-                if t0 is None:
-                    t0 = absolute
-                t = absolute - t0
-                if held is not None and t <= held_t:
-                    # Out-of-order or repeated timestamp (broken stream): keep the newer picture
-                    # at the old time rather than going back in time.
-                    held = frame
-                    continue
-                if limit is not None and t >= limit:
-                    stopped_at_limit = True
-                    break
-                # Every output time before this frame shows the frame held so far.
-                while held is not None and next_k / step < t:
-                    emit(held, held_t)
-                    next_k += 1
-                if held is not None:
-                    recent_intervals = (recent_intervals + [t - held_t])[-8:]
-                held, held_t = frame, t
-        except av.FFmpegError as error:
-            if held is None:
-                raise InputError(
-                    f"{path}: its video stream does not decode ({_ffmpeg_reason(error)})",
-                    hint="the file is damaged; check that it plays in a video player",
-                ) from error
+        decoded_frames = _iter_frames(container, stream, problems)
+        for frame in decoded_frames:
+            frames_decoded += 1
+            if frame.pts is not None and frame.time_base is not None:
+                absolute = frame.pts * frame.time_base
+            elif held_t is not None and t0 is not None:  # no timestamp: assume the nominal rate
+                absolute = t0 + held_t + (nominal_interval or Fraction(1, 25))
+            else:
+                absolute = Fraction(0)
+            if t0 is None:
+                t0 = absolute
+            t = absolute - t0
+            if held is not None and t <= held_t:
+                # Out-of-order or repeated timestamp (broken stream): keep the newer picture
+                # at the old time rather than going back in time.
+                held = frame
+                continue
+            if limit is not None and t >= limit:
+                stopped_at_limit = True
+                break
+            # Every output time before this frame shows the frame held so far.
+            while held is not None and next_k / step < t:
+                emit(held, held_t)
+                next_k += 1
+            if held is not None:
+                recent_intervals = (recent_intervals + [t - held_t])[-8:]
+            held, held_t = frame, t
+        decoded_frames.close()  # stop demuxing now (max_seconds): the rest is never read
+        if problems.get("bad_packets"):
             warnings.append(
-                f"decoding stopped at {float(held_t):.2f} s: {_ffmpeg_reason(error)}; the rest of the video is not used"
+                f"{problems['bad_packets']} damaged video packet(s) skipped ({problems.get('last_error')})"
+            )
+        if problems.get("read_error") and held is not None:
+            warnings.append(
+                f"reading stopped at {float(held_t):.2f} s: {problems['read_error']}; the rest of the video is not used"
             )
 
         if held is None:

@@ -24,7 +24,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from .atomic import atomic_output
+from .atomic import WRITE_ERRNOS, atomic_output, describe_os_error
 from .audio import _as_channels, _layout, apply_fades, fit_duration
 from .errors import InputError, OutputError, UsageError
 from .video import open_video, probe
@@ -119,7 +119,7 @@ def mux_music(
             try:
                 output.close()  # writes the index (moov): can fail on a full disk
             except av.FFmpegError as error:
-                raise OutputError(f"{out_path}: cannot be written ({getattr(error, 'strerror', error)})") from error
+                raise OutputError(f"{out_path}: cannot be written ({describe_os_error(error)})") from error
 
     return MuxResult(
         path=out_path,
@@ -186,6 +186,8 @@ def _mux(output, packet, out_path: str, codec: str) -> None:
     try:
         output.mux(packet)
     except av.FFmpegError as error:
+        if getattr(error, "errno", None) in WRITE_ERRNOS:
+            raise OutputError(f"{out_path}: cannot be written ({describe_os_error(error)})") from error
         raise OutputError(
             f"{out_path}: cannot write the {codec} video into this container ({getattr(error, 'strerror', error)})",
             hint="write the music alone with a .wav or .flac output",
