@@ -19,7 +19,7 @@ Conventions
   clip, stored landscape, reads -90). Frames are returned upright: rotated by that angle, so
   sizes and ``VideoInfo.width/height`` are those of the picture as a player shows it.
 - Sizes are (width, height) of the upright picture; each kept frame is converted and scaled by
-  FFmpeg's swscale once per requested size, straight from the decoded picture (direct resize,
+  FFmpeg's swscale (one cached context per size) once per requested size, straight from the decoded picture (direct resize,
   no letterboxing: the parsers want the whole picture and tolerate the aspect change).
 """
 
@@ -33,6 +33,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from .errors import InputError
 
@@ -117,12 +118,28 @@ def _ffmpeg_reason(error: Exception) -> str:
     return str(reason).strip().rstrip(".")
 
 
+def as_fraction(rational) -> Fraction | None:
+    """PyAV's rationals as exact Fractions (PyAV 19 returns its own AVRational; 0/1 means unset)."""
+    if rational is None:
+        return None
+    value = Fraction(rational.numerator, rational.denominator) if rational.denominator else None
+    return value if value else None
+
+
+def _open_input(path: str):
+    try:
+        # Tags in a legacy encoding must not make the video unreadable (PyAV <= 18 option).
+        return av.open(path, metadata_errors="ignore")
+    except TypeError:  # PyAV 19 always decodes metadata leniently and dropped the argument
+        return av.open(path)
+
+
 def open_video(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     """Open ``path`` and return (container, its main video stream); InputError when it is not a video."""
     path = os.fspath(path)
     _check_path(path)
     try:
-        container = av.open(path, metadata_errors="ignore")
+        container = _open_input(path)
     except av.FFmpegError as error:
         raise InputError(
             f"{path}: not a readable video ({_ffmpeg_reason(error)}): the file is damaged, truncated "
@@ -172,8 +189,9 @@ def _frame_rate(stream) -> float:
 
 
 def _declared_duration(container, stream) -> float | None:
-    if stream.duration and stream.time_base:
-        value = float(stream.duration * stream.time_base)
+    time_base = as_fraction(stream.time_base)
+    if stream.duration and time_base:
+        value = float(stream.duration * time_base)
         if value > 0:
             return value
     if container.duration:
@@ -193,7 +211,7 @@ def _missing_bytes(stream, size_bytes: int) -> int:
     return max(0, int(last_end) - size_bytes)
 
 
-def _iter_frames(container, stream, problems: dict[str, object]):
+def _iter_frames(container, stream, problems: dict[str, object], max_packets: int | None = None):
     """Decoded frames in presentation order; packets that fail to decode are skipped and counted.
 
     A player shows what it can of a damaged stream; so does this. ``problems`` collects
@@ -202,7 +220,12 @@ def _iter_frames(container, stream, problems: dict[str, object]):
     """
     problems.setdefault("bad_packets", 0)
     packets = container.demux(stream)
+    seen = 0
     while True:
+        if max_packets is not None and seen >= max_packets:
+            problems["gave_up_after"] = seen
+            return
+        seen += 1
         try:
             packet = next(packets)
         except StopIteration:
@@ -222,13 +245,14 @@ def _iter_frames(container, stream, problems: dict[str, object]):
 def _first_frame(container, stream, path: str) -> av.VideoFrame:
     """Decode until the first picture; InputError when the stream has none to give."""
     problems: dict[str, object] = {}
-    frames = _iter_frames(container, stream, problems)
+    frames = _iter_frames(container, stream, problems, max_packets=_PROBE_PACKET_LIMIT)
     for frame in frames:
         frames.close()
         return frame
     reason = problems.get("last_error") or problems.get("read_error")
+    where = f" in its first {_PROBE_PACKET_LIMIT} packets" if problems.get("gave_up_after") else ""
     raise InputError(
-        f"{path}: has a video stream but no decodable frames" + (f" ({reason})" if reason else ""),
+        f"{path}: has a video stream but no decodable frames{where}" + (f" ({reason})" if reason else ""),
         hint="the file is damaged or its video data is missing",
     )
 
@@ -285,10 +309,11 @@ def _duration_from_packets(path: str) -> float:
     with container:
         first, last = None, None
         for packet in container.demux(stream):
-            if packet.pts is None or packet.time_base is None:
+            time_base = as_fraction(packet.time_base)
+            if packet.pts is None or not time_base:
                 continue
-            start = packet.pts * packet.time_base
-            end = start + (packet.duration or 0) * packet.time_base
+            start = packet.pts * time_base
+            end = start + (packet.duration or 0) * time_base
             first = start if first is None else min(first, start)
             last = end if last is None else max(last, end)
         if first is None:
@@ -324,6 +349,9 @@ class _FrameConverter:
         self.quarter_turns = {0: 0, 90: 1, 180: 2, -90: 3}[rotation]
         self._last_frame = None
         self._last_arrays: dict[str, np.ndarray] = {}
+        # One reformatter per size keeps its swscale context between frames; frame.reformat()
+        # would build a new one for every call, which costs more than the scaling itself.
+        self._reformatters = {name: VideoReformatter() for name in sizes}
 
     def __call__(self, frame: av.VideoFrame) -> dict[str, np.ndarray]:
         if frame is self._last_frame:  # held over several output times: convert once
@@ -334,7 +362,8 @@ class _FrameConverter:
             # rotating a small array is cheaper than rotating the decoded picture.
             stored_w, stored_h = (height, width) if self.quarter_turns % 2 else (width, height)
             shrinking = stored_w < frame.width and stored_h < frame.height
-            rgb = frame.reformat(
+            rgb = self._reformatters[name].reformat(
+                frame,
                 width=stored_w,
                 height=stored_h,
                 format="rgb24",
@@ -400,8 +429,9 @@ def decode_frames(
         decoded_frames = _iter_frames(container, stream, problems)
         for frame in decoded_frames:
             frames_decoded += 1
-            if frame.pts is not None and frame.time_base is not None:
-                absolute = frame.pts * frame.time_base
+            time_base = as_fraction(frame.time_base)
+            if frame.pts is not None and time_base:
+                absolute = frame.pts * time_base
             elif held_t is not None and t0 is not None:  # no timestamp: assume the nominal rate
                 absolute = t0 + held_t + (nominal_interval or Fraction(1, 25))
             else:

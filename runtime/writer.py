@@ -8,9 +8,13 @@ streams of the input are dropped (the music replaces them), as are subtitle and 
 
 Rotation metadata is kept: PyAV's ``add_stream_from_template`` copies the stream's codec
 parameters including their coded side data, which holds the display matrix (checked by a test).
+Where the template cannot be used (AV1, whose decoder is libdav1d) the stream is added as a bare
+mux stream; PyAV 18 cannot give such a stream a display matrix, so a rotated AV1 input comes out
+in its stored orientation. `mux_music` checks the written file and reports that in
+``MuxResult.warnings``.
 
 Copying works for any codec the mp4 (or mov) muxer accepts: h264, hevc, vp9, av1, mpeg4 among
-others. A codec mp4 cannot hold (e.g. Theora) gives an OutputError that suggests writing the
+others (AV1 too, see `_copy_stream`). A codec mp4 cannot hold (e.g. Theora) gives an OutputError that suggests writing the
 music alone (.wav / .flac).
 """
 
@@ -27,7 +31,7 @@ import numpy as np
 from .atomic import WRITE_ERRNOS, atomic_output, describe_os_error
 from .audio import _as_channels, _layout, apply_fades, fit_duration
 from .errors import InputError, OutputError, UsageError
-from .video import open_video, probe
+from .video import as_fraction, open_video, probe
 
 VIDEO_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov"}
 DEFAULT_FADE_S = 1.0
@@ -45,6 +49,7 @@ class MuxResult:
     audio_duration_s: float  # length of the music placed under the video (= video duration)
     sample_rate: int
     channels: int
+    warnings: tuple[str, ...] = ()
 
 
 def _encode_aac(waveform: np.ndarray, sample_rate: int, stream, start_pts: int) -> list[av.Packet]:
@@ -65,9 +70,10 @@ def _encode_aac(waveform: np.ndarray, sample_rate: int, stream, start_pts: int) 
 
 def _packet_time(packet: av.Packet) -> float:
     stamp = packet.dts if packet.dts is not None else packet.pts
-    if stamp is None or packet.time_base is None:
+    time_base = as_fraction(packet.time_base)
+    if stamp is None or not time_base:
         return float("-inf")
-    return float(stamp * packet.time_base)
+    return float(stamp * time_base)
 
 
 def mux_music(
@@ -121,7 +127,15 @@ def mux_music(
             except av.FFmpegError as error:
                 raise OutputError(f"{out_path}: cannot be written ({describe_os_error(error)})") from error
 
+    warnings = []
+    written_rotation = probe(out_path).rotation
+    if written_rotation != info.rotation:
+        warnings.append(
+            f"the input's rotation metadata ({info.rotation} degrees) could not be copied for {info.codec} video; "
+            "players will show the picture as stored"
+        )
     return MuxResult(
+        warnings=tuple(warnings),
         path=out_path,
         video_codec=info.codec,
         video_packets=video_packets,
@@ -132,9 +146,31 @@ def mux_music(
     )
 
 
+def _copy_stream(output, in_stream, info):
+    """An output stream that takes the input's packets as they are.
+
+    The template copies all codec parameters (extradata, colour, display matrix). It needs an
+    encoder-side codec of the decoder's name, which fails where the decoder is a separate library
+    (AV1 decoded by libdav1d); then a bare mux stream is used and the muxer takes the codec
+    configuration from the first packet, with size and rotation set explicitly.
+    """
+    try:
+        return output.add_stream_from_template(in_stream)
+    except (av.FFmpegError, ValueError):
+        codec_context = in_stream.codec_context
+        codec_name = getattr(codec_context.codec, "canonical_name", None) or codec_context.name
+        stream = output.add_mux_stream(codec_name, width=info.coded_width, height=info.coded_height)
+        stream.time_base = in_stream.time_base
+        if info.rotation and hasattr(stream, "set_display_rotation"):
+            # PyAV 18 writes this only for streams with a codec context; mux_music checks the
+            # result and warns when the rotation was lost.
+            stream.set_display_rotation(info.rotation)
+        return stream
+
+
 def _remux(source, in_stream, output, music: np.ndarray, sample_rate: int, info, out_path: str, bitrate: int) -> int:
     try:
-        out_video = output.add_stream_from_template(in_stream)
+        out_video = _copy_stream(output, in_stream, info)
         out_audio = output.add_stream("aac", rate=int(sample_rate), layout=_layout(music.shape[0]))
         out_audio.bit_rate = bitrate
     except (av.FFmpegError, ValueError) as error:

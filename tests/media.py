@@ -42,7 +42,10 @@ ENCODER_OPTIONS: dict[str, dict[str, str]] = {
     "libx265": {"preset": "ultrafast", "x265-params": "log-level=error"},
     "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "crf": "30", "b": "0"},
     "mpeg4": {"qscale": "3"},
+    "libsvtav1": {"preset": "12"},
 }
+# SVT-AV1 prints its configuration to stdout unless told to log errors only.
+os.environ.setdefault("SVT_LOG", "1")
 
 
 @dataclass

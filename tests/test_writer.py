@@ -46,7 +46,7 @@ def no_partials(folder):
     return [name for name in os.listdir(folder) if "partial" in name] == []
 
 
-@pytest.mark.parametrize("codec", ["h264", "hevc", "libvpx-vp9", "mpeg4"])
+@pytest.mark.parametrize("codec", ["h264", "hevc", "libvpx-vp9", "mpeg4", "libsvtav1"])
 def test_video_packets_copied_bit_identical_and_audio_fits(tmp_path, codec):
     video = write_test_video(tmp_path / "in.mp4", codec=codec, fps=30, seconds=1.2, cut_times=[0.6], moving_square=True)
     before = sha256(video.path)
@@ -105,13 +105,19 @@ def test_stereo_music(tmp_path):
     assert samples.shape[0] == 2
 
 
-def test_rotation_metadata_is_kept(tmp_path):
-    video = write_test_video(tmp_path / "in.mp4", size=(160, 90), seconds=0.5, rotation=-90)
+@pytest.mark.parametrize("codec", ["h264", "libsvtav1"])  # AV1 takes the bare mux-stream path
+def test_rotation_metadata_is_kept(tmp_path, codec):
+    video = write_test_video(tmp_path / "in.mp4", codec=codec, size=(160, 90), seconds=0.5, rotation=-90)
     out = tmp_path / "out.mp4"
-    mux_music(video.path, music(1.0), RATE, out)
-    info = probe(out)
-    assert info.rotation == -90 and (info.width, info.height) == (90, 160)
+    result = mux_music(video.path, music(1.0), RATE, out)
     assert packet_payloads(out) == packet_payloads(video.path)
+    info = probe(out)
+    if codec == "libsvtav1":
+        # Known limit of PyAV 18 (a bare mux stream takes no display matrix): reported, not hidden.
+        assert info.rotation == 0 and "rotation metadata" in result.warnings[0]
+        return
+    assert result.warnings == ()
+    assert info.rotation == -90 and (info.width, info.height) == (90, 160)
 
 
 def test_never_overwrites_without_force(tmp_path):
