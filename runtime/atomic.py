@@ -1,0 +1,140 @@
+"""Write output files so that nothing is lost and nothing half-written is left behind.
+
+Every output of the runtime (wav, flac, mp4, JSON report) goes through `atomic_output`: the data
+is written to a hidden temporary file in the destination folder and moved into place only when
+complete, so a crash, Ctrl-C or full disk never leaves a truncated file under the real name and
+never damages an existing one. An existing file is replaced only with ``force=True``; an output
+that is one of the inputs is refused even then (the input must never be touched).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Iterable, Iterator
+
+from .errors import OutputError, VemError
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output_path(path: str | os.PathLike, *, force: bool = False, inputs: Iterable[str | os.PathLike] = ()) -> str:
+    """Refuse an output path that cannot or must not be written; return it as an absolute path."""
+    path = os.fspath(path)
+    final = os.path.abspath(path)
+    for source in inputs:
+        if _same_file(final, os.path.abspath(os.fspath(source))):
+            raise OutputError(
+                f"{path}: is the input file; refusing to write over it",
+                hint="choose another output name (vem never modifies its input)",
+            )
+    folder = os.path.dirname(final)
+    if not os.path.isdir(folder):
+        raise OutputError(f"{path}: the folder {folder} does not exist", hint="create it first or choose another output path")
+    if os.path.isdir(final):
+        raise OutputError(f"{path}: is a folder, not a file name")
+    if os.path.lexists(final) and not force:
+        raise OutputError(f"{path}: already exists", hint="use --force to overwrite it, or choose another output name")
+    return final
+
+
+# errno values that mean "the output cannot be written", whatever library raised them.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def describe_os_error(error: BaseException) -> str:
+    """A short reason for an OS-level failure ("no space left on the device")."""
+    return _describe(error)
+
+
+def _describe(error: BaseException) -> str:
+    code = getattr(error, "errno", None)
+    if code == errno.ENOSPC:
+        return "no space left on the device"
+    if code == errno.EFBIG:
+        return "file too large for this file system or limit"
+    if code == errno.EROFS:
+        return "read-only file system"
+    if code in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return getattr(error, "strerror", None) or str(error)
+
+
+def _create_temp(final: str) -> str:
+    folder, name = os.path.split(final)
+    stem, ext = os.path.splitext(name)
+    for _ in range(100):
+        temp = os.path.join(folder, f".{stem}.{secrets.token_hex(4)}.partial{ext}")
+        try:
+            # O_EXCL: never reuse a name; mode 0o666 so the final file gets the user's umask.
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return temp
+    raise OutputError(f"{final}: cannot create a temporary file in {folder}")
+
+
+def _commit(temp: str, final: str, force: bool) -> None:
+    if force:
+        os.replace(temp, final)
+        return
+    try:
+        # A hard link fails if the name was taken meanwhile (no silent overwrite, even in a race).
+        os.link(temp, final)
+    except FileExistsError as error:
+        raise OutputError(f"{final}: already exists", hint="use --force to overwrite it") from error
+    except OSError:
+        # File systems without hard links (FAT, some network mounts): check, then rename.
+        if os.path.lexists(final):
+            raise OutputError(f"{final}: already exists", hint="use --force to overwrite it") from None
+        os.replace(temp, final)
+        return
+    os.unlink(temp)
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def atomic_output(
+    path: str | os.PathLike, *, force: bool = False, inputs: Iterable[str | os.PathLike] = ()
+) -> Iterator[str]:
+    """Yield a temporary path to write; on success it becomes ``path``, on any failure it is removed.
+
+    Raises OutputError before anything is written when ``path`` exists (without ``force``), is one
+    of ``inputs``, or lies in a missing folder; and when writing or renaming fails (OSError such
+    as a full disk or a read-only folder is turned into OutputError with a readable reason).
+    """
+    display = os.fspath(path)
+    final = check_output_path(display, force=force, inputs=inputs)
+    try:
+        temp = _create_temp(final)
+    except OSError as error:
+        raise OutputError(
+            f"{display}: cannot write in {os.path.dirname(final)} ({_describe(error)})",
+            hint="choose a folder you can write to",
+        ) from error
+    try:
+        yield temp
+        _commit(temp, final, force)
+    except VemError:
+        _remove_quietly(temp)
+        raise
+    except OSError as error:
+        _remove_quietly(temp)
+        raise OutputError(f"{display}: cannot be written ({_describe(error)})") from error
+    except BaseException:
+        _remove_quietly(temp)
+        raise
