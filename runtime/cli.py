@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_INPUT, EXIT_BUNDLE, EXIT_OUTPUT = 0, 1, 2, 3, 4, 5
+from .errors import EXIT_UNEXPECTED
 
 
 def not_implemented(command: str, issue: str) -> int:
