@@ -1,0 +1,300 @@
+"""ONNX Runtime backend: CPU everywhere; CUDA or TensorRT execution providers with onnxruntime-gpu.
+
+Providers come from what the installed ONNX Runtime offers (``get_available_providers``), best
+first: TensorRT EP (engines cached beside the optimized-model cache), CUDA EP, CPU. ONNX Runtime
+itself falls back along that list when a provider cannot start (for example onnxruntime-gpu on a
+machine without a driver); the runner reports the provider that actually runs the graph.
+
+Sessions use graph optimisation level ALL and one intra-op thread per physical core of the cores
+this process may run on (hyper-threads do not help these dense kernels, and containers often
+allow fewer cores than the machine has). An optional cache folder keeps the optimized graph per
+(graph hash, ONNX Runtime version, provider), so later runs skip the optimisation passes.
+
+On a GPU provider, `bind` uploads the static inputs once as device OrtValues and binds every
+other input and output with IO binding: CuPy inputs are bound by device pointer and outputs
+are left on the device and handed back as CuPy arrays, so the latent never visits the host.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..bundle import Bundle, ComponentEntry, sha256_file
+from ..errors import BundleError
+from .base import ORT_TYPE_TO_NUMPY, BoundRunner, Runner, TensorInfo
+from .cuda import cupy_or_none, device_pointer, is_device_array
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+TENSORRT_EP = "TensorrtExecutionProvider"
+GPU_PROVIDERS = (TENSORRT_EP, CUDA)
+HINT_REEXPORT = "re-export the bundle with `vem-export`, or pass --bundle to a valid bundle"
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may use (Linux sysfs), else os.cpu_count()."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+    cores = set()
+    for cpu in allowed:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = (topology / "physical_package_id").read_text().strip()
+            core = (topology / "core_id").read_text().strip()
+        except OSError:
+            return max(1, len(allowed))
+        cores.add((package, core))
+    return max(1, len(cores) or len(allowed))
+
+
+def available_providers() -> list[str]:
+    import onnxruntime
+
+    return list(onnxruntime.get_available_providers())
+
+
+def default_providers(prefer_tensorrt_ep: bool = True) -> list[str]:
+    """The installed providers we use, best first, always ending with the CPU provider."""
+    available = available_providers()
+    wanted = ([TENSORRT_EP] if prefer_tensorrt_ep else []) + [CUDA]
+    return [name for name in wanted if name in available] + [CPU]
+
+
+def _provider_options(provider: str, cache_dir: Path | None) -> dict[str, str]:
+    if provider == TENSORRT_EP:
+        # Building TensorRT engines takes minutes; without a cache every run would pay it again.
+        options = {"trt_engine_cache_enable": "True", "trt_timing_cache_enable": "True"}
+        if cache_dir is not None:
+            options["trt_engine_cache_path"] = str(cache_dir / "ort-tensorrt")
+            options["trt_timing_cache_path"] = str(cache_dir / "ort-tensorrt")
+        return options
+    if provider == CUDA:
+        return {"device_id": "0"}
+    return {}
+
+
+class OnnxRuntimeBackend:
+    """Loads bundle components into `OnnxRuntimeRunner`s.
+
+    ``providers`` overrides the automatic choice (names as ONNX Runtime spells them);
+    ``cache_dir`` enables the optimized-model cache (and the TensorRT EP's engine cache).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, providers: Sequence[str] | None = None, *, threads: int | None = None,
+                 cache_dir: str | os.PathLike | None = None, prefer_tensorrt_ep: bool = True):
+        available = available_providers()
+        if providers is None:
+            providers = default_providers(prefer_tensorrt_ep)
+        unknown = [name for name in providers if name not in available]
+        if unknown:
+            raise BundleError(f"ONNX Runtime here has no {', '.join(unknown)}; it offers {available}",
+                              hint="install onnxruntime-gpu for the CUDA and TensorRT providers")
+        self.providers = list(providers)
+        self.threads = int(threads) if threads else physical_cores()
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+
+    @property
+    def best_provider(self) -> str:
+        return self.providers[0]
+
+    def describe(self) -> str:
+        return f"onnxruntime ({', '.join(self.providers)}; {self.threads} intra-op threads)"
+
+    def load(self, source: str | os.PathLike | ComponentEntry, *, bundle: Bundle | None = None,
+             name: str | None = None) -> OnnxRuntimeRunner:
+        """A runner for a graph file, or for a manifest entry (then `bundle` locates the file)."""
+        if isinstance(source, ComponentEntry):
+            if bundle is None:
+                raise ValueError("loading a ComponentEntry needs the bundle it belongs to (bundle=...)")
+            path, digest = bundle.path(source), source.sha256
+            name = name or source.name
+        else:
+            path, digest = Path(source), None
+            name = name or path.stem
+        return OnnxRuntimeRunner(path, name=name, providers=self.providers, threads=self.threads,
+                                 cache_dir=self.cache_dir, sha256=digest)
+
+    def load_component(self, bundle: Bundle, name: str, precision: str) -> OnnxRuntimeRunner:
+        """The bundle's graph for `name` at `precision` (fp32 where only fp32 was exported)."""
+        return self.load(bundle.manifest.component(name, precision), bundle=bundle)
+
+
+class OnnxRuntimeRunner(Runner):
+    def __init__(self, path: str | os.PathLike, *, name: str, providers: Sequence[str], threads: int,
+                 cache_dir: Path | None = None, sha256: str | None = None):
+        import onnxruntime
+
+        self._ort = onnxruntime
+        path = Path(path)
+        if not path.is_file():
+            raise BundleError(f"component {name}: graph file not found: {path}", hint=HINT_REEXPORT)
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
+        model_path, written_cache = path, None
+        if cache_dir is not None:
+            model_path, written_cache = self._use_cache(options, path, name, providers[0], cache_dir, sha256)
+        provider_list = [(p, _provider_options(p, cache_dir)) for p in providers]
+        try:
+            session = onnxruntime.InferenceSession(str(model_path), sess_options=options, providers=provider_list)
+        except Exception as error:  # noqa: BLE001 - ORT raises one pybind class per status code
+            text = " ".join(str(error).split())
+            if "Load model" in text or type(error).__name__ in ("InvalidProtobuf", "InvalidGraph"):
+                raise BundleError(f"component {name}: not a valid ONNX graph ({text}): {path}",
+                                  hint=HINT_REEXPORT) from None
+            raise BundleError(f"component {name}: ONNX Runtime could not load {path} ({text})",
+                              hint=HINT_REEXPORT) from None
+        if written_cache is not None:
+            os.replace(written_cache.with_suffix(".tmp"), written_cache)
+        self.session = session
+        self.path = path
+        self.loaded_from = model_path  # the optimized-model cache file when one was used
+        active = session.get_providers()
+        super().__init__(
+            component=name, backend="onnxruntime", provider=active[0],
+            inputs=[_tensor_info(arg) for arg in session.get_inputs()],
+            outputs=[_tensor_info(arg) for arg in session.get_outputs()],
+        )
+        if active[0] != providers[0]:
+            self.notes.append(f"{providers[0]} could not start; running on {active[0]}")
+        self._cupy = cupy_or_none() if self.device == "cuda" else None
+
+    @staticmethod
+    def _use_cache(options: Any, path: Path, name: str, provider: str, cache_dir: Path,
+                   sha256: str | None) -> tuple[Path, Path | None]:
+        """Load the cached optimized graph if there is one; else arrange for ORT to write it."""
+        import onnxruntime
+
+        digest = sha256 or sha256_file(path)
+        tag = provider.replace("ExecutionProvider", "").lower()
+        cached = cache_dir / f"{name}-{digest[:16]}-ort{onnxruntime.__version__}-{tag}.onnx"
+        if cached.is_file():
+            # The passes already ran when it was written (ORT's offline mode): skip them now.
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+            return cached, None
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        options.optimized_model_filepath = str(cached.with_suffix(".tmp"))
+        return path, cached
+
+    # ---- properties --------------------------------------------------------------------------
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.provider in GPU_PROVIDERS else "cpu"
+
+    @property
+    def array_module(self) -> Any:
+        return self._cupy if self._cupy is not None else np
+
+    # ---- host path ---------------------------------------------------------------------------
+
+    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        self.check_input_names(inputs)
+        feeds = {name: self.host_input(name, self.to_host(value)) for name, value in inputs.items()}
+        results = self.session.run(None, feeds)
+        return dict(zip(self.output_names, results))
+
+    # ---- device path -------------------------------------------------------------------------
+
+    def bind(self, **static_inputs: Any) -> BoundRunner:
+        self.check_input_names(static_inputs, partial=True)
+        if self.device == "cpu":
+            return _CpuBound(self, static_inputs)
+        return _IoBound(self, static_inputs)
+
+    def to_device(self, array: Any) -> Any:
+        if self._cupy is not None:
+            return self._cupy.asarray(array)
+        return np.ascontiguousarray(self.to_host(array))
+
+    def close(self) -> None:
+        self.session = None
+
+
+class _CpuBound(BoundRunner):
+    """CPU provider: the arrays already live where the graph runs; feed them straight in."""
+
+    def __init__(self, runner: OnnxRuntimeRunner, static_inputs: Mapping[str, Any]):
+        super().__init__(runner, list(static_inputs))
+        self._static = {name: runner.host_input(name, value) for name, value in static_inputs.items()}
+
+    def __call__(self, **dynamic_inputs: Any) -> dict[str, np.ndarray]:
+        self.check_dynamic(dynamic_inputs)
+        runner = self.runner
+        feeds = dict(self._static)
+        for name, value in dynamic_inputs.items():
+            feeds[name] = runner.host_input(name, value)
+        return dict(zip(runner.output_names, runner.session.run(None, feeds)))
+
+
+class _IoBound(BoundRunner):
+    """GPU provider: static inputs live on the device as OrtValues for the whole generation;
+    dynamic CuPy inputs are bound by pointer and outputs stay on the device."""
+
+    def __init__(self, runner: OnnxRuntimeRunner, static_inputs: Mapping[str, Any]):
+        super().__init__(runner, list(static_inputs))
+        ort = runner._ort
+        self._binding = runner.session.io_binding()
+        self._static_values = {}  # keep them alive as long as the binding uses them
+        for name, value in static_inputs.items():
+            ort_value = ort.OrtValue.ortvalue_from_numpy(runner.host_input(name, runner.to_host(value)), "cuda", 0)
+            self._static_values[name] = ort_value
+            self._binding.bind_ortvalue_input(name, ort_value)
+
+    def __call__(self, **dynamic_inputs: Any) -> dict[str, Any]:
+        self.check_dynamic(dynamic_inputs)
+        runner, binding, cupy = self.runner, self._binding, self.runner._cupy
+        keep_alive = []
+        if cupy is not None:
+            # The sampler's arithmetic ran on CuPy's stream; ORT reads on its own stream.
+            cupy.cuda.get_current_stream().synchronize()
+        for name, value in dynamic_inputs.items():
+            dtype = next(info.dtype for info in runner.inputs if info.name == name)
+            if cupy is not None and is_device_array(value):
+                value = cupy.ascontiguousarray(value, dtype=dtype)
+                keep_alive.append(value)
+                binding.bind_input(name, "cuda", 0, dtype, list(value.shape), device_pointer(value))
+            else:
+                binding.bind_cpu_input(name, runner.host_input(name, runner.to_host(value)))
+        for name in runner.output_names:
+            binding.bind_output(name, "cuda" if cupy is not None else "cpu", 0)
+        runner.session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        if cupy is None:
+            return dict(zip(runner.output_names, binding.copy_outputs_to_cpu()))
+        return {name: _cupy_view(cupy, value) for name, value in zip(runner.output_names, binding.get_outputs())}
+
+    def close(self) -> None:
+        self._binding.clear_binding_inputs()
+        self._binding.clear_binding_outputs()
+        self._static_values.clear()
+
+
+def _cupy_view(cupy: Any, ort_value: Any) -> Any:
+    """A CuPy array over an OrtValue's device memory, keeping the OrtValue alive (no copy)."""
+    dtype = np.dtype(ORT_TYPE_TO_NUMPY[ort_value.data_type()])
+    shape = tuple(ort_value.shape())
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    memory = cupy.cuda.UnownedMemory(ort_value.data_ptr(), nbytes, ort_value)
+    return cupy.ndarray(shape, dtype=dtype, memptr=cupy.cuda.MemoryPointer(memory, 0))
+
+
+def _tensor_info(arg: Any) -> TensorInfo:
+    dtype = ORT_TYPE_TO_NUMPY.get(arg.type)
+    if dtype is None:
+        raise BundleError(f"graph input/output {arg.name!r} has type {arg.type}, which vem does not use")
+    shape = tuple(d if isinstance(d, int) else (d or None) for d in arg.shape)
+    return TensorInfo(arg.name, np.dtype(dtype), shape)
