@@ -212,15 +212,21 @@ class CudaGraph:
 
     def capture(self, stream: Stream, enqueue: Any) -> None:
         runtime = self._runtime
-        check(runtime.cudaStreamBeginCapture(stream.handle, runtime.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal),
+        # Thread-local mode: other threads (ONNX Runtime's, CuPy's allocator) may keep calling
+        # CUDA while this thread captures; only this thread's unsafe calls are refused.
+        check(runtime.cudaStreamBeginCapture(stream.handle,
+                                             runtime.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
               "cudaStreamBeginCapture")
         try:
             enqueue()
-        finally:
-            # Always end the capture, or the stream stays unusable after an error in enqueue().
-            graph = check(runtime.cudaStreamEndCapture(stream.handle), "cudaStreamEndCapture")
-        self._graph = graph
-        self._exec = check(runtime.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+        except BaseException:
+            # Leave capture mode (discarding the partial graph) or the stream stays unusable.
+            result = runtime.cudaStreamEndCapture(stream.handle)
+            if int(result[0]) == 0 and result[1] is not None:
+                runtime.cudaGraphDestroy(result[1])
+            raise
+        self._graph = check(runtime.cudaStreamEndCapture(stream.handle), "cudaStreamEndCapture")
+        self._exec = check(runtime.cudaGraphInstantiate(self._graph, 0), "cudaGraphInstantiate")
 
     def launch(self, stream: Stream) -> None:
         check(self._runtime.cudaGraphLaunch(self._exec, stream.handle), "cudaGraphLaunch")

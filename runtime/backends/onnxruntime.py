@@ -1,7 +1,7 @@
 """ONNX Runtime backend: CPU everywhere; CUDA or TensorRT execution providers with onnxruntime-gpu.
 
 Providers come from what the installed ONNX Runtime offers (``get_available_providers``), best
-first: TensorRT EP (engines cached beside the optimized-model cache), CUDA EP, CPU. ONNX Runtime
+first: TensorRT EP (only with a cache folder, where its engines are kept), CUDA EP, CPU. ONNX Runtime
 itself falls back along that list when a provider cannot start (for example onnxruntime-gpu on a
 machine without a driver); the runner reports the provider that actually runs the graph.
 
@@ -96,7 +96,9 @@ class OnnxRuntimeBackend:
                  cache_dir: str | os.PathLike | None = None, prefer_tensorrt_ep: bool = True):
         available = available_providers()
         if providers is None:
-            providers = default_providers(prefer_tensorrt_ep)
+            # The TensorRT EP builds engines when a session starts (minutes); only worth it with a
+            # cache folder to keep them in (else it would also litter the working directory).
+            providers = default_providers(prefer_tensorrt_ep and cache_dir is not None)
         unknown = [name for name in providers if name not in available]
         if unknown:
             raise BundleError(f"ONNX Runtime here has no {', '.join(unknown)}; it offers {available}",

@@ -120,6 +120,19 @@ class TensorRTBackend:
     def describe(self) -> str:
         return f"tensorrt (TensorRT {self.tensorrt_version}, sm_{self.compute_capability.replace('.', '')})"
 
+    def load(self, source: str | os.PathLike | EngineEntry | Any, *, bundle: Bundle | None = None,
+             name: str | None = None) -> Runner:
+        """A runner for an engine file (``.plan``/``.engine``) or `EngineEntry`; ONNX graphs and
+        `ComponentEntry`s go to the ONNX Runtime fallback."""
+        if isinstance(source, EngineEntry):
+            if bundle is None:
+                raise ValueError("loading an EngineEntry needs the bundle it belongs to (bundle=...)")
+            return TensorRTRunner(bundle.path(source), name=name or source.name, use_cuda_graphs=self.use_cuda_graphs)
+        if isinstance(source, (str, os.PathLike)) and Path(source).suffix in (".plan", ".engine", ".trt"):
+            return TensorRTRunner(source, name=name or Path(source).stem.split(".")[0],
+                                  use_cuda_graphs=self.use_cuda_graphs)
+        return self.fallback.load(source, bundle=bundle, name=name)
+
     def load_component(self, bundle: Bundle, name: str, precision: str) -> Runner:
         entry, why = find_engine(bundle, name, precision, tensorrt_version=self.tensorrt_version,
                                  compute_capability=self.compute_capability)
@@ -329,9 +342,16 @@ class _TensorRTBound(BoundRunner):
             # result is this call's answer), then capture the same enqueue for later calls.
             runner._execute(slot.context)
             stream.synchronize()
-            graph = CudaGraph()
-            graph.capture(stream, lambda: runner._execute(slot.context))
-            slot.graph = graph
+            if not slot.extra.get("capture_failed"):
+                graph = CudaGraph()
+                try:
+                    graph.capture(stream, lambda: runner._execute(slot.context))
+                except Exception as error:  # noqa: BLE001 - e.g. an engine with data-dependent shapes
+                    slot.extra["capture_failed"] = True
+                    runner.notes.append(f"{runner.component}: CUDA graph capture failed at shapes "
+                                        f"{shapes} ({error}); running without a graph")
+                else:
+                    slot.graph = graph
         results = {}
         for info in runner.outputs:
             shape = slot.output_shapes[info.name]
