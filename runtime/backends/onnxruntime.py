@@ -28,7 +28,7 @@ import numpy as np
 from ..bundle import Bundle, ComponentEntry, sha256_file
 from ..errors import BundleError
 from .base import ORT_TYPE_TO_NUMPY, BoundRunner, Runner, TensorInfo
-from .cuda import cupy_or_none, device_pointer, is_device_array
+from .cuda import cupy_or_none, device_pointer, gpu_info, is_device_array
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,16 @@ def available_providers() -> list[str]:
 
 
 def default_providers(prefer_tensorrt_ep: bool = True) -> list[str]:
-    """The installed providers we use, best first, always ending with the CPU provider."""
+    """The installed providers we use, best first, always ending with the CPU provider.
+
+    GPU providers are left out when cuda-python is installed and finds no GPU: onnxruntime-gpu
+    lists them regardless, and the run report should not claim a provider that cannot start.
+    """
     available = available_providers()
     wanted = ([TENSORRT_EP] if prefer_tensorrt_ep else []) + [CUDA]
+    gpu = gpu_info()
+    if not gpu.available and gpu.reason.startswith("no NVIDIA GPU"):
+        wanted = []
     return [name for name in wanted if name in available] + [CPU]
 
 
