@@ -16,14 +16,15 @@ from torch import nn
 
 from vem.runtime.config import ConditionConfig
 
-# Periods of the Fourier features span this range of seconds: the shortest resolves one latent
-# frame's worth of timing, the longest covers a whole 60 s clip without wrapping.
-_MIN_PERIOD_S = 0.05
+# Periods of the Fourier features span this range of seconds: the shortest (0.25 s, an eighth
+# note at 120 BPM) resolves musical subdivisions -- frame-exact boundaries are the storyboard
+# mask's job, not the timing token's -- and the longest covers a whole 60 s clip without wrapping.
+_MIN_PERIOD_S = 0.25
 _MAX_PERIOD_S = 200.0
 
 
 def fourier_frequencies(count: int) -> torch.Tensor:
-    """``count`` angular frequencies (rad/s), log-spaced between 2π/200 s and 2π/0.05 s."""
+    """``count`` angular frequencies (rad/s), log-spaced between 2π/200 s and 2π/0.25 s."""
     if count < 1:
         raise ValueError(f"timing_frequencies must be >= 1, got {count}")
     periods = torch.logspace(math.log10(_MAX_PERIOD_S), math.log10(_MIN_PERIOD_S), count, dtype=torch.float64)
