@@ -37,7 +37,6 @@ class TimingMLP(nn.Module):
     def __init__(self, config: ConditionConfig):
         super().__init__()
         self.num_frequencies = config.timing_frequencies
-        self.register_buffer("frequencies", fourier_frequencies(config.timing_frequencies), persistent=False)
         hidden = config.timing_dim
         self.mlp = nn.Sequential(
             nn.Linear(2 * config.timing_frequencies, hidden),
@@ -46,8 +45,12 @@ class TimingMLP(nn.Module):
         )
 
     def fourier_features(self, seconds: torch.Tensor) -> torch.Tensor:
-        """[...] seconds -> [..., 2 * timing_frequencies] (sin then cos), computed in fp32."""
-        angles = seconds.float().unsqueeze(-1) * self.frequencies.float()
+        """[...] seconds -> [..., 2 * timing_frequencies] (sin then cos), computed in fp32.
+
+        The frequencies are built here rather than kept as a buffer so that ``model.half()``
+        cannot round them (they are a constant in an exported graph either way)."""
+        frequencies = fourier_frequencies(self.num_frequencies).to(seconds.device)
+        angles = seconds.float().unsqueeze(-1) * frequencies
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
     def forward(self, seconds: torch.Tensor) -> torch.Tensor:

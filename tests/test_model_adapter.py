@@ -14,8 +14,6 @@ from vem.model.testing import randomize_zero_init_
 from vem.model.unet import TUNet
 from vem.runtime.config import get_config
 
-torch.set_num_threads(2)
-
 
 def _inputs(config, frames=32, num_storyboards=3, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -19,8 +19,6 @@ from vem.model.testing import randomize_zero_init_
 from vem.model.unet import TUNet
 from vem.runtime.config import get_config
 
-torch.set_num_threads(2)
-
 # 64 latent frames = 2.56 s at 25 fps. Shot 1 ends at 1.17 s, inside the 4-frame pooling
 # window [28, 32) (frame 28's centre is 1.14 s, frame 29's 1.18 s), so coarse levels see a
 # frame that straddles two shots. Nothing covers 2.3 s .. 2.56 s (padding past the video end).
@@ -167,7 +165,7 @@ def test_perturbing_a_storyboard_changes_only_its_frames_at_every_sg_catt(demo_m
         open_rows = level_mask[0].sum(-1) == 0
         outside = ~inside & ~open_rows
         diff = (base[name]["out"] - changed[name]["out"]).abs().amax(dim=(0, 2, 3))  # per frame
-        assert inside.any() and outside.any(), name
+        assert inside.any() and outside.any() and open_rows.any(), name
         assert diff[outside].eq(0).all(), f"{name}: frames outside shot {shot} changed"
         assert (diff[inside] > 0).all(), f"{name}: some frame inside shot {shot} did not change"
         # Padding frames past the video end attend to every token, so they see the change too.

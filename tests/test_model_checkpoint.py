@@ -12,8 +12,6 @@ from vem.model.testing import randomize_zero_init_
 from vem.model.vem import VeM, load_checkpoint, save_checkpoint
 from vem.runtime.config import get_config
 
-torch.set_num_threads(2)
-
 
 @pytest.fixture(scope="module")
 def model():

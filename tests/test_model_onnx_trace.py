@@ -15,7 +15,6 @@ from vem.model.unet import TUNet
 from vem.runtime.config import get_config
 
 pytest.importorskip("onnx")
-torch.set_num_threads(2)
 NAMES = ["z", "timestep", "tokens", "storyboard_mask", "global_tokens", "aligner_features"]
 
 

@@ -10,7 +10,6 @@ from vem.model.testing import randomize_zero_init_
 from vem.model.vem import VeM
 from vem.runtime.config import get_config
 
-torch.set_num_threads(2)
 SECONDS = 2.0
 
 

@@ -12,8 +12,6 @@ from vem.model.unet import TUNet
 from vem.model.visual import StyleHead, VisualEncoder, pool_storyboards
 from vem.runtime.config import get_config
 
-torch.set_num_threads(2)
-
 
 def make_conditions(config, batch: int, num_storyboards: int, seconds: float, seed: int = 0):
     g = torch.Generator().manual_seed(seed)

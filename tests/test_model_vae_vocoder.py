@@ -9,8 +9,6 @@ from vem.model.vae import MelVAE
 from vem.model.vocoder import HiFiGAN
 from vem.runtime.config import get_config
 
-torch.set_num_threads(2)
-
 
 @pytest.mark.parametrize("name,mel_frames", [("demo", 200), ("demo", 52), ("paper", 32)])
 def test_vae_round_trip_shapes(name, mel_frames):
