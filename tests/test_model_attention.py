@@ -207,3 +207,17 @@ def test_plain_cross_attention_ablation_is_not_confined():
     for name, _ in modules:
         diff = (base[name]["out"] - changed[name]["out"]).abs().amax(dim=(0, 2, 3))
         assert (diff > 0).all(), name  # every frame sees storyboard 1
+
+
+def test_mask_and_timestep_dtypes_are_interchangeable(demo_models):
+    """The runtime may feed a bool or float mask and an int or float timestep."""
+    config, builder, unet = demo_models
+    conds, mask, z, features = _storyboard_inputs(config)
+    with torch.no_grad():
+        tokens = builder(**conds)
+        glob = builder.global_tokens(tokens)
+        reference = unet(z, torch.tensor([250]), tokens, mask, glob, features)
+        as_bool = unet(z, torch.tensor([250.0]), tokens, mask.bool(), glob, features)
+        unmasked = unet(z, torch.tensor([250]), tokens, None, glob, features)
+    assert torch.equal(reference, as_bool)
+    assert not torch.equal(reference, unmasked)
