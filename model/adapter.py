@@ -1,0 +1,43 @@
+"""TB adapter (PAPER.md §4, Eq. 10): rhythm conditioning of every T-UNet encoder block.
+
+Two zero-initialised 1-D convolutions over time map the aligner features (already resized to
+the block's time resolution) to a per-frame, per-channel scale gamma and shift beta, broadcast
+over the mel axis: ``z <- z + gamma * z + beta`` (AdaLN-style). Zero initialisation makes a
+fresh adapter exactly the identity, so plugging it into a trained T-UNet (training phase 3)
+starts from the phase-2 model.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def resize_features(features: torch.Tensor, factor: int) -> torch.Tensor:
+    """Aligner features at the top latent resolution [B, T, D] -> [B, D, T / factor] by average
+    pooling over windows of ``factor`` frames (the same windows as the storyboard mask's
+    max-pool, `vem.model.attention.resize_storyboard_mask`)."""
+    channels_first = features.transpose(1, 2)
+    if factor == 1:
+        return channels_first
+    return F.avg_pool1d(channels_first, kernel_size=factor, stride=factor)
+
+
+class TBAdapter(nn.Module):
+    """Eq. 10 for one encoder block with ``channels`` channels."""
+
+    def __init__(self, feature_dim: int, channels: int, kernel_size: int = 3):
+        super().__init__()
+        padding = kernel_size // 2
+        self.to_gamma = nn.Conv1d(feature_dim, channels, kernel_size, padding=padding)
+        self.to_beta = nn.Conv1d(feature_dim, channels, kernel_size, padding=padding)
+        for conv in (self.to_gamma, self.to_beta):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, z: torch.Tensor, level_features: torch.Tensor) -> torch.Tensor:
+        """z [B, C, T, F]; level_features [B, D, T] (this block's time resolution)."""
+        gamma = self.to_gamma(level_features).unsqueeze(-1)
+        beta = self.to_beta(level_features).unsqueeze(-1)
+        return z + gamma * z + beta

@@ -1,0 +1,110 @@
+"""TB adapter (PAPER.md Eq. 10) and the aligner-feature resampling."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from vem.model.adapter import TBAdapter, resize_features
+from vem.model.aligner import resample_to_latent
+from vem.model.attention import storyboard_mask
+from vem.model.testing import randomize_zero_init_
+from vem.model.unet import TUNet
+from vem.runtime.config import get_config
+
+
+def _inputs(config, frames=32, num_storyboards=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ctx = config.unet.context_dim
+    start = torch.tensor([[0.0, 0.4, 0.9]])
+    duration = torch.tensor([[0.4, 0.5, 0.38]])
+    z = torch.randn(2, config.vae.latent_channels, frames, config.latent_mel_bins, generator=g)
+    tokens = torch.randn(2, num_storyboards * 6, ctx, generator=g)
+    mask = storyboard_mask(start, duration, frames, config.latent_frames_per_second).expand(2, -1, -1)
+    features = torch.randn(2, frames, config.aligner.feature_dim, generator=g)
+    return z, torch.tensor([999, 3]), tokens, mask, tokens[:, :2], features
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """A T-UNet with adapters (fresh, zero) and the same weights without adapters."""
+    config = get_config("demo")
+    torch.manual_seed(0)
+    with_adapter = randomize_zero_init_(TUNet(config).eval(), std=0.05, skip=("adapter",))
+    no_config = dataclasses.replace(config, unet=dataclasses.replace(config.unet, use_adapter=False))
+    without = TUNet(no_config).eval()
+    missing, unexpected = without.load_state_dict(with_adapter.state_dict(), strict=False)
+    assert not missing
+    assert unexpected and all(".adapter." in key for key in unexpected)
+    return config, with_adapter, without
+
+
+def test_every_encoder_resblock_has_an_adapter(pair):
+    config, with_adapter, without = pair
+    adapters = [m for m in with_adapter.modules() if isinstance(m, TBAdapter)]
+    levels = len(config.unet.channel_mult)
+    assert len(adapters) == levels * config.unet.num_res_blocks
+    assert not any(isinstance(m, TBAdapter) for m in without.modules())
+
+
+def test_fresh_adapter_is_exactly_the_identity(pair):
+    config, with_adapter, without = pair
+    inputs = _inputs(config)
+    with torch.no_grad():
+        eps_with = with_adapter(*inputs)
+        eps_without = without(*inputs)
+        eps_no_features = with_adapter(*inputs[:5], None)
+    assert torch.equal(eps_with, eps_without)
+    assert torch.equal(eps_with, eps_no_features)
+
+
+def test_trained_adapter_changes_the_output(pair):
+    config, with_adapter, _ = pair
+    inputs = _inputs(config)
+    changed = TUNet(config).eval()
+    changed.load_state_dict(with_adapter.state_dict())
+    with torch.no_grad():
+        for module in changed.modules():
+            if isinstance(module, TBAdapter):
+                module.to_gamma.weight.normal_(0, 0.05)
+                module.to_beta.bias.normal_(0, 0.05)
+        assert not torch.equal(changed(*inputs), with_adapter(*inputs))
+
+
+def test_adapter_equation_10():
+    adapter = TBAdapter(feature_dim=3, channels=2)
+    with torch.no_grad():
+        adapter.to_gamma.bias.copy_(torch.tensor([0.5, -1.0]))
+        adapter.to_beta.bias.copy_(torch.tensor([2.0, 0.0]))
+    z = torch.randn(1, 2, 4, 5)
+    out = adapter(z, torch.zeros(1, 3, 4))
+    assert torch.allclose(out[:, 0], z[:, 0] * 1.5 + 2.0)
+    assert torch.allclose(out[:, 1], torch.zeros_like(z[:, 1]))
+
+
+def test_resize_features_averages_the_mask_windows():
+    features = torch.arange(8.0).reshape(1, 8, 1)
+    assert resize_features(features, 4).flatten().tolist() == [1.5, 5.5]
+    assert resize_features(features, 1).shape == (1, 1, 8)
+
+
+def test_resample_to_latent_interpolates_in_seconds():
+    video_fps, latent_fps = 16.0, 25.0
+    frames = 40  # 2.5 s of video
+    # Feature = the frame's centre time: linear interpolation must return the latent frame's
+    # centre time wherever it lies between two video frame centres.
+    times = (torch.arange(frames, dtype=torch.float64) + 0.5) / video_fps
+    features = torch.stack([times, -2 * times], dim=-1).unsqueeze(0)
+    latent = resample_to_latent(features, 72, video_fps, latent_fps)  # 2.88 s: padded past the video
+    assert latent.shape == (1, 72, 2)
+    latent_times = (torch.arange(72, dtype=torch.float64) + 0.5) / latent_fps
+    inside = (latent_times >= times[0]) & (latent_times <= times[-1])
+    assert torch.allclose(latent[0, inside, 0], latent_times[inside])
+    assert torch.allclose(latent[0, inside, 1], -2 * latent_times[inside])
+    # Past the last video frame the edge frame is repeated.
+    assert torch.equal(latent[0, ~inside & (latent_times > 1), 0], times[-1].expand(int((~inside & (latent_times > 1)).sum())))
+    assert torch.equal(latent[0, 0], features[0, 0])
+    with pytest.raises(ValueError):
+        resample_to_latent(features[0], 10)
