@@ -275,3 +275,26 @@ def time_session(session: Any, feeds: Mapping[str, np.ndarray], repeats: int = 5
         session.run(None, dict(feeds))
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def compare_timing(
+    paths: Mapping[str, str | os.PathLike],
+    feeds: Mapping[str, np.ndarray],
+    rounds: int = 7,
+    threads: int | None = None,
+    providers: Sequence[str] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Time several graphs on the same feeds, interleaved round-robin so that load from other
+    processes hits them alike; per graph, the min (closest to an idle machine) and the median
+    seconds of one ``run``."""
+    sessions = {name: make_session(path, providers, threads) for name, path in paths.items()}
+    for session in sessions.values():
+        session.run(None, dict(feeds))  # warm-up: first-run allocations, lazy kernels
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for _ in range(rounds):
+        for name, session in sessions.items():
+            start = time.perf_counter()
+            session.run(None, dict(feeds))
+            times[name].append(time.perf_counter() - start)
+    return {name: {"min_s": float(np.min(t)), "median_s": float(np.median(t))} for name, t in times.items()}
+

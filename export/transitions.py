@@ -346,17 +346,6 @@ def export_transitions(
     )
 
 
-def time_per_window(onnx_path: str | Path, batch: int = 1, repeats: int = 5, threads: int | None = None) -> float:
-    """Median ONNX Runtime CPU seconds per 100-frame window at ``batch`` windows per call.
-
-    At 16 fps a window predicts 50 new frames (3.125 s of video), so seconds of compute per
-    second of video = this / 3.125.
-    """
-    session = onnx_utils.make_session(onnx_path, threads=threads)
-    feeds = {INPUT_NAME: random_windows(batch, seed=3)}
-    return onnx_utils.time_session(session, feeds, repeats=repeats) / batch
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m vem.export.transitions OUT_DIR [--bench]``: export and print what was measured."""
     import argparse
@@ -368,20 +357,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fp16-method", choices=["ort", "onnxconverter"], default="ort")
     parser.add_argument("--bench", action="store_true", help="also time ONNX Runtime CPU per window")
     parser.add_argument("--bench-batch", type=int, default=4, help="windows per run call when timing")
+    parser.add_argument("--bench-rounds", type=int, default=7, help="timed runs per graph (interleaved)")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     args = parser.parse_args(argv)
     result = export_transitions(args.out_dir, fp16=not args.no_fp16, fp16_method=args.fp16_method)
     report = result.as_dict()
     if args.bench:
-        seconds_of_video_per_window = (WINDOW_FRAMES // 2) / 16.0
-        timings = {}
-        for key in ("fp32_path", "fp16_path", "fp16_weights_path"):
-            if report[key]:
-                per_window = time_per_window(report[key], batch=args.bench_batch)
-                timings[Path(report[key]).name] = {
-                    "s_per_window": round(per_window, 4),
-                    "compute_s_per_video_s_at_16fps": round(per_window / seconds_of_video_per_window, 4),
-                }
-        report["cpu_timing"] = timings
+        # At 16 fps one window predicts 50 new frames: 3.125 s of video.
+        video_seconds_per_window = (WINDOW_FRAMES // 2) / 16.0
+        paths = {Path(report[k]).name: report[k] for k in ("fp32_path", "fp16_path", "fp16_weights_path") if report[k]}
+        feeds = {INPUT_NAME: random_windows(args.bench_batch, seed=3)}
+        timings = onnx_utils.compare_timing(paths, feeds, rounds=args.bench_rounds, threads=args.threads)
+        report["cpu_timing"] = {
+            name: {
+                "windows_per_run": args.bench_batch,
+                "s_per_window_min": round(t["min_s"] / args.bench_batch, 4),
+                "s_per_window_median": round(t["median_s"] / args.bench_batch, 4),
+                "compute_s_per_video_s_at_16fps_min": round(
+                    t["min_s"] / args.bench_batch / video_seconds_per_window, 4
+                ),
+            }
+            for name, t in timings.items()
+        }
     print(json.dumps(report, indent=2))
     return 0
 

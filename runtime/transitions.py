@@ -193,3 +193,21 @@ def detect_cuts(
         raise ValueError(f"min_gap_s must be >= 0, got {min_gap_s}")
     peaks = transition_frames(probabilities, threshold, int(np.ceil(min_gap_s * fps - 1e-9)))
     return (peaks + 1).astype(np.float64) / fps
+
+
+def cut_indicator(cut_times: np.ndarray, n_frames: int, fps: float = DEFAULT_FPS) -> np.ndarray:
+    """The paper's frame-level output (PAPER.md §1): a binary indicator per frame at ``fps``,
+    uint8 [n_frames], 1 on the first frame of each new shot (frame ``round(t * fps)`` for a cut
+    at ``t`` seconds). Cuts outside the frame range are dropped.
+
+    With :func:`detect_cuts` at the same fps this marks frame ``peak + 1``; cut times from a
+    detector run at another rate (say the video's native rate) map onto the 16 fps grid here.
+    """
+    if n_frames < 0:
+        raise ValueError(f"n_frames must be >= 0, got {n_frames}")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    indicator = np.zeros(n_frames, dtype=np.uint8)
+    frames = np.rint(np.asarray(cut_times, dtype=np.float64) * fps).astype(np.int64)
+    indicator[frames[(frames >= 0) & (frames < n_frames)]] = 1
+    return indicator

@@ -328,3 +328,61 @@ def test_very_short_video_is_predicted_from_padding(detector, cuts_video):
     frames, _ = cuts_video
     probabilities = detector.predict(frames[:3])
     assert probabilities.shape == (3,) and np.all((probabilities >= 0) & (probabilities <= 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Threshold at 16 fps (slow: ~3 min of CPU; run with `pytest -m slow -s tests/test_transitions.py`)
+# ---------------------------------------------------------------------------------------------
+
+SWEEP_PHOTOS = [
+    "astronaut", "coffee", "chelsea", "rocket", "cat", "hubble_deep_field", "retina",
+    "immunohistochemistry", "colorwheel", "camera", "moon", "coins", "clock",
+]  # fmt: skip
+SWEEP_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def _random_shot_sequence(rng: np.random.Generator) -> list[Shot]:
+    names = [str(rng.choice(SWEEP_PHOTOS))]
+    while len(names) < rng.integers(4, 7):
+        candidate = str(rng.choice(SWEEP_PHOTOS))
+        if candidate != names[-1]:  # a "cut" to the same photo need not be visible
+            names.append(candidate)
+    return [
+        Shot(name, float(rng.uniform(1.0, 3.0)), tuple(rng.uniform(-150, 150, 2)), float(rng.uniform(1.0, 1.5)))
+        for name in names
+    ]
+
+
+def _score(probabilities, expected_peaks, threshold, fps):
+    found = transition_frames(probabilities, threshold, int(np.ceil(0.25 * fps)))
+    hits = sum(any(abs(f - e) <= 1 for f in found) for e in expected_peaks)
+    false = sum(not any(abs(f - e) <= 1 for e in expected_peaks) for f in found)
+    return hits, false
+
+
+@pytest.mark.slow
+def test_threshold_sweep_16fps_against_native_rate(detector, video_dir):
+    """Random sequences of 4-6 panning shots (24/25/30 fps sources): recall and false cuts per
+    threshold when parsed at 16 fps and at the source's own rate. Prints the table."""
+    rng = np.random.default_rng(0)
+    totals = {rate: {t: [0, 0] for t in SWEEP_THRESHOLDS} for rate in ("16fps", "native")}
+    n_cuts = 0
+    for index in range(12):
+        source_fps = int(rng.choice([24, 25, 30]))
+        path = video_dir / f"sweep_{index}.mp4"
+        transitions = write_video(path, _random_shot_sequence(rng), fps=source_fps)
+        n_cuts += len(transitions)
+        for rate, fps in (("16fps", FPS), ("native", float(source_fps))):
+            frames, source = decode_16fps(path, fps=fps)
+            probabilities = detector.predict(frames)
+            expected_peaks = [e - 1 for e in expected_cut_frames(source, transitions)]
+            for threshold in SWEEP_THRESHOLDS:
+                hits, false = _score(probabilities, expected_peaks, threshold, fps)
+                totals[rate][threshold][0] += hits
+                totals[rate][threshold][1] += false
+    print(f"\n{n_cuts} hard cuts; recall / false cuts per threshold")
+    print("threshold " + " ".join(f"{t:>9}" for t in SWEEP_THRESHOLDS))
+    for rate, row in totals.items():
+        print(f"{rate:>9} " + " ".join(f"{h / n_cuts:5.2f}/{f:<3d}" for h, f in row.values()))
+    hits, false = totals["16fps"][0.5]
+    assert hits / n_cuts >= 0.9 and false == 0

@@ -65,3 +65,16 @@ def test_threshold_is_strict_and_validated():
         detect_cuts(probabilities, fps=0)
     with pytest.raises(ValueError, match="one value per frame"):
         detect_cuts(probabilities.reshape(4, 5))
+
+
+def test_cut_indicator_marks_the_first_frame_of_each_new_shot():
+    from vem.runtime.transitions import cut_indicator
+
+    probabilities = np.zeros(64, np.float32)
+    probabilities[[15, 40]] = 0.9
+    indicator = cut_indicator(detect_cuts(probabilities, fps=16.0), 64, fps=16.0)
+    assert indicator.dtype == np.uint8
+    np.testing.assert_array_equal(np.flatnonzero(indicator), [16, 41])
+    # times from another rate land on the nearest 16 fps frame; out-of-range ones are dropped
+    np.testing.assert_array_equal(np.flatnonzero(cut_indicator([1.0, 2.52, 9.0], 40)), [16])
+    np.testing.assert_array_equal(np.flatnonzero(cut_indicator([1.0, 2.52, 9.0], 41)), [16, 40])
