@@ -78,3 +78,16 @@ def test_cut_indicator_marks_the_first_frame_of_each_new_shot():
     # times from another rate land on the nearest 16 fps frame; out-of-range ones are dropped
     np.testing.assert_array_equal(np.flatnonzero(cut_indicator([1.0, 2.52, 9.0], 40)), [16])
     np.testing.assert_array_equal(np.flatnonzero(cut_indicator([1.0, 2.52, 9.0], 41)), [16, 40])
+
+
+def test_runtime_transitions_module_is_torch_free():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vem.runtime.transitions;"
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.') or m.startswith('vem.export'));"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
