@@ -98,7 +98,8 @@ class Instruments:
         self.style = style
         self.rng = rng
         self.cache: dict[tuple, np.ndarray] = {}
-        self.noise = rng.standard_normal(SAMPLE_RATE * 2)
+        # 12 s of noise: longer than any note plus its tail (the longest, a 4-beat pad at 70 BPM, ~4.3 s)
+        self.noise = rng.standard_normal(SAMPLE_RATE * 12)
 
     def note(self, name: str, midi: int, length_s: float) -> np.ndarray:
         key = (name, int(midi), round(length_s, 2))
@@ -318,7 +319,7 @@ def _drum_pattern(style: Style, level: int, steps_per_bar: int, beats_per_bar: i
         else:
             p["snare"] = [(s, 0.35) for s in backbeat]
         hats = sixteenths if (level == 2 and kit == "funk") else eighths
-        p["hat"] = [(s, 0.55 if s % 4 == 0 else 0.3) for s in hats]
+        p["hat"] = [(s, 0.55 if s % 4 == 0 else 0.25) for s in hats]
         if level == 2 and kit == "rock":
             p["crash_on_one"] = [(0, 0.5)]
     elif kit == "brushes":
@@ -330,11 +331,11 @@ def _drum_pattern(style: Style, level: int, steps_per_bar: int, beats_per_bar: i
         if level == 0:
             p["kick"] = [(s, 0.8) for s in beat_steps]
         p["snare"] = [(s, 0.7) for s in backbeat]
-        p["hat"] = [(s, 0.4 if s % 4 == 0 else 0.22) for s in eighths]
+        p["hat"] = [(s, 0.4 if s % 4 == 0 else 0.18) for s in eighths]
     elif kit == "cinematic":
         p["kick"] = [(s, 1.0) for s in beat_steps[::2]]
         p["tom"] = [(s, 0.7) for s in beat_steps[1::2]] + ([(s + 2, 0.4) for s in beat_steps] if level == 2 else [])
-        p["shaker"] = [(s, 0.4) for s in (eighths if level >= 1 else beat_steps)]
+        p["shaker"] = [(s, 0.45 if s % 4 == 0 else 0.18) for s in (eighths if level >= 1 else beat_steps)]
         if level >= 1:
             p["snare"] = [(s, 0.6) for s in backbeat[-1:]]
     else:  # minimal (ambient): soft kick on every beat, shaker eighths, rim on the backbeat
