@@ -185,12 +185,17 @@ def evaluate_items(items: list[dict], tracker: str = "librosa", shuffle: bool = 
         if music["audio"] not in beats_cache:
             beats_cache[music["audio"]] = track_beats_file(music["audio"], tracker)
         parse = item["parse"]
-        duration = parse.video.duration_s
+        # Judge only the time both cover: music longer than the video is cut at its end, and a
+        # shuffled partner shorter than the video would otherwise count as "no beats" there.
+        duration = min(parse.video.duration_s, music["parse"].video.duration_s)
         beats = beats_cache[music["audio"]]
-        beats = beats[beats <= duration]  # music longer than the video is cut at its end
-        reference = parse.music.beats_s if parse.music is not None and parse.music.beats_s is not None else None
-        metrics = rhythm_metrics(parse.frame.transitions_s, beats, duration, reference)
-        row = {"file": item["name"], "music": music["name"], **metrics}
+        beats = beats[beats <= duration]
+        transitions = [t for t in parse.frame.transitions_s if t <= duration]
+        reference = None
+        if parse.music is not None and parse.music.beats_s is not None:
+            reference = [b for b in parse.music.beats_s if b <= duration]
+        metrics = rhythm_metrics(transitions, beats, duration, reference)
+        row = {"file": item["name"], "music": music["name"], "duration_s": duration, **metrics}
         rows.append(row)
     keys = ["tbiou", "biou", "hit_70ms", "chance_70ms", "n_transitions", "n_beats"]
     mean = {}

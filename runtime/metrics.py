@@ -17,8 +17,8 @@ The paper does not say how "∩" is counted for event times. This module fixes i
 4. IoU of two empty sets is 1.0 (nothing to match, nothing missed); if exactly one set is empty
    it is 0.0.
 
-Greedy by distance is not always the maximum matching, but for sorted event lists whose spacing
-exceeds the tolerance (beats, cuts) it is, and it is simple and deterministic.
+Greedy by distance can, in contrived layouts, find one match fewer than the largest possible
+matching; it is deterministic, order-independent and what "nearest beat" means to a reader.
 
 Because at usual tempi beats are ≤ 0.5 s apart, a 0.5 s tolerance lets random cut times pass
 (PAPER.md §7 caveat). Beside TBIoU the project reports the **cut-beat hit rate**: the share of

@@ -85,13 +85,19 @@ def global_caption(style: Style, timeline: Timeline, scenes: list[Scene], transi
     music = (f"A {moods} {style.genre} track at {style.tempo_bpm:.0f} BPM in {key}, {meter} time, with "
              f"{', '.join(parts)} and {KIT_WORDS[style.kit]}.")
     n_cuts = sum(t.kind == "cut" for t in transitions)
+    n_on_beat = sum(t.kind == "cut" and bool(t.on_beat) for t in transitions)
     n_gradual = len(transitions) - n_cuts
-    kinds = sorted({scene_words(s).split(" in ")[0] for s in scenes})
-    video = f"The video shows {', '.join(kinds[:3])}"
-    if transitions:
-        video += f", with {n_cuts} cut{'s' if n_cuts != 1 else ''} on the beat"
+    kinds = list(dict.fromkeys(scene_words(s).split(" in ")[0] for s in scenes))
+    shown = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
+    video = f"The video shows {shown}"
+    if not transitions:
+        video += " in one continuous shot"
+    else:
+        if n_cuts:
+            on = "all on the beat" if n_on_beat == n_cuts else f"{n_on_beat} on the beat"
+            video += f"; {n_cuts} cut{'s' if n_cuts != 1 else ''} ({on})"
         if n_gradual:
-            video += f" and {n_gradual} gradual transition{'s' if n_gradual != 1 else ''}"
+            video += f"{' and' if n_cuts else ';'} {n_gradual} gradual transition{'s' if n_gradual != 1 else ''}"
     return music + " " + video + "."
 
 
