@@ -160,6 +160,16 @@ def test_vem_eval_on_synth_pairs(clips, tmp_path, capsys):
     sdata = json.loads(shuffled.read_text())
     assert all(r["file"] != r["music"] for r in sdata["files"])
     assert sdata["mean"]["hit_70ms"] < mean["hit_70ms"]
+    # a vem-run report (the parse inline, the music named relative to the report) reads the same
+    first = json.loads(sorted(out.glob("*.json"))[0].read_text())
+    report_json = tmp_path / "run.report.json"
+    wav = sorted(out.glob("*.wav"))[0]
+    report_json.write_text(json.dumps({"parse": first, "audio": str(wav)}))
+    assert eval_main([str(report_json), "--json", str(tmp_path / "r.json"), "--quiet"]) == 0
+    from_report = json.loads((tmp_path / "r.json").read_text())["files"][0]
+    assert from_report["file"] == "run.report"
+    for key in ("tbiou", "biou", "hit_70ms", "chance_70ms", "n_transitions", "n_beats"):
+        assert from_report[key] == data["files"][0][key]
     # bad input: a clear message and exit code 3
     assert eval_main([str(tmp_path / "missing")]) == 3
     assert "no such file" in capsys.readouterr().err

@@ -31,9 +31,9 @@ ASPECTS = (16 / 9, 4 / 3, 1.0, 9 / 16)
 ASPECT_WEIGHTS = (0.45, 0.2, 0.15, 0.2)
 # On a 0-255 scale, the smallest mean absolute difference allowed across a hard cut.
 MIN_CUT_DIFFERENCE = 35.0
-MAX_PAN_PX_PER_FRAME = 1.5
+MAX_PAN_PX_PER_FRAME = 1.6
 # Photographs made of fine detail are softened so that a pan does not flicker like a cut.
-DETAILED_PHOTOS = {"grass": 1.5, "gravel": 1.5, "brick": 1.0, "hubble_deep_field": 0.8, "retina": 0.6, "coins": 0.6}
+DETAILED_PHOTOS = {"grass": 1.5, "gravel": 1.5, "brick": 1.0, "hubble_deep_field": 0.8, "retina": 0.6, "coins": 0.6, "camera": 0.8}
 
 # scikit-image sample photographs (they ship in the wheel; no download) and how to describe them.
 PHOTOS = {
@@ -245,7 +245,12 @@ def _grade_photo(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     luma = image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     sat = 0.3 + 0.9 * scene.saturation
     image = luma[..., None] + sat * (image - luma[..., None])
-    image = image * scene.tint[None, None, :] * scene.gain
+    image = image * scene.tint[None, None, :]
+    # Expose to the scene's brightness: the photo's own mean level (the moon is dark, the coffee
+    # cup light) must not decide how bright the scene looks, the style must.
+    target = 30.0 + 160.0 * scene.words["brightness"]
+    luma_now = float((image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).mean())
+    image = image * float(np.clip(target / max(luma_now, 1.0), 0.35, 2.5))
     image = _blur(image, scene.blur + DETAILED_PHOTOS.get(scene.photo, 0.0))
     if scene.grain:
         image = image + rng.normal(0, scene.grain, image.shape[:2])[..., None]
@@ -284,7 +289,9 @@ class PanZoomShot:
         direction /= np.linalg.norm(direction) + 1e-9
         # Pan speed in output px per second, capped at MAX_PAN_PX_PER_FRAME so that motion between
         # two frames stays well below the difference across a cut (fine textures decorrelate fast).
-        px_per_s = min(speed * fmt.width, MAX_PAN_PX_PER_FRAME * fmt.fps)
+        # Energy sets the pan speed as a share of the cap (0.1 ... 1 x MAX_PAN_PX_PER_FRAME per frame).
+        share = 0.1 + 0.9 * float(np.clip((speed - 0.03) / 0.33, 0.0, 1.0))
+        px_per_s = share * MAX_PAN_PX_PER_FRAME * fmt.fps
         travel = px_per_s * max(self.s0, self.s1) * (end_s - start_s)
         self.c1 = np.clip(self.c0 + direction * travel, lo, hi)
         self.ys = np.arange(fmt.height, dtype=np.float32) - fmt.height / 2
