@@ -1,0 +1,1 @@
+"""Synthetic cut-on-beat data: (video, music, parse) triples for training, calibration and tests."""
