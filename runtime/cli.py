@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import EXIT_UNEXPECTED
+from .errors import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_UNEXPECTED, EXIT_USAGE
 
 
 def not_implemented(command: str, issue: str) -> int:
