@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .tags import TAG_VOCABULARY
+
 # The six condition tokens of one storyboard, in the order of PAPER.md Eq. 6.
 CONDITION_TOKENS = ("caption", "tags", "story_text", "story_visual", "start", "duration")
 
@@ -91,8 +93,8 @@ class ConditionConfig:
     timing_dim: int = 256  # continuous-time MLP output
     timing_frequencies: int = 64  # Fourier features of seconds fed to the timing MLP
     max_storyboards: int = 32
-    # Tag vocabulary size for the style head (the paper: <= 50 tags from a music classifier).
-    num_tags: int = 48
+    # Style-head outputs: one per word of runtime.tags.TAG_VOCABULARY (the paper: <= 50 tags).
+    num_tags: int = len(TAG_VOCABULARY)
 
 
 @dataclass
@@ -256,7 +258,7 @@ def demo_config() -> VemConfig:
             context_dim=128,
         ),
         condition=ConditionConfig(
-            text_dim=128, visual_dim=128, timing_dim=64, timing_frequencies=16, num_tags=48
+            text_dim=128, visual_dim=128, timing_dim=64, timing_frequencies=16
         ),
         aligner=AlignerConfig(
             frame_size=64,
