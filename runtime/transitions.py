@@ -28,7 +28,7 @@ DEFAULT_FPS = 16.0  # VeM parses video at 16 fps (PAPER.md §1, §4)
 # source's native 24-30 fps (where 0.3-0.7 were all perfect), so thresholds above 0.6 lose cuts.
 DEFAULT_THRESHOLD = 0.5
 # Two detections closer than this are one transition (the stronger one is kept): 4 frames at
-# 16 fps, shorter than any shot a storyboard can hold.
+# 16 fps; a "shot" this short is a flash or a detector double-fire, not a storyboard.
 DEFAULT_MIN_GAP_S = 0.25
 
 
