@@ -37,6 +37,26 @@ with the *same submodules and weights* and three equivalent rewrites:
 - dropout is dropped (eval mode: identity).
 
 Parity against the package's own ``predict_raw`` is measured by :func:`parity_against_torch`.
+
+Precision variants and which one a bundle should carry (measured 2026-11-25, 2-core x86 CPU
+shared with other jobs, ONNX Runtime 1.32; ``python -m vem.export.transitions OUT --bench``)
+-------------------------------------------------------------------------------------------
+=========================  =======  ===========================  ==============================
+file                       size     max |p - torch| (random)     ORT CPU, 1 thread, per window
+=========================  =======  ===========================  ==============================
+transitions.onnx (fp32)    30.6 MB  1.0e-7                       ~1.1 CPU-s (~0.6 s wall, 2 thr)
+transitions.fp16.onnx      15.4 MB  5.2e-4                       ~1.1 CPU-s (no gain on CPU)
+transitions.fp16w.onnx     15.4 MB  4.7e-4                       ~1.1 CPU-s (= fp32: casts fold)
+=========================  =======  ===========================  ==============================
+
+Real frames give smaller errors (~2.5e-4) and identical cut times. ONNX Runtime's CPU provider
+upcasts most fp16 ops to fp32 internally, so the fp16-compute graph buys nothing on a CPU; its
+error comes almost entirely from rounding the weights, which the fp16-weight file shares.
+Recommendation: the default (CPU-first, size-capped) bundle carries ``transitions.fp16w.onnx``
+(half the size, fp32 speed and numerics in every op); a GPU/TensorRT fp16 bundle carries
+``transitions.fp16.onnx``. fp32 is the reference. One 100-frame window predicts 50 new frames
+= 3.125 s of 16 fps video, so parsing costs ~0.35 CPU-seconds (~0.19 s wall on 2 cores) per
+second of video.
 """
 
 from __future__ import annotations

@@ -190,6 +190,12 @@ def cuts_video(video_dir):
 
 
 @pytest.fixture(scope="session")
+def cuts_probabilities(detector, cuts_video):
+    """fp32 per-frame probabilities of the cuts video (shared by two tests)."""
+    return detector.predict(cuts_video[0])
+
+
+@pytest.fixture(scope="session")
 def real_window(cuts_video, transnet):
     """One 100-frame window of the cuts video (frames 25..124: three hard cuts inside) and the
     package's PyTorch probabilities for it, computed once (a torch window costs ~1-2 s here)."""
@@ -273,9 +279,9 @@ def test_sliding_window_inference_matches_the_reference_implementation(detector,
 # ---------------------------------------------------------------------------------------------
 
 
-def test_detector_marks_the_last_frame_of_each_outgoing_shot(detector, cuts_video):
-    frames, expected = cuts_video
-    probabilities = detector.predict(frames)
+def test_detector_marks_the_last_frame_of_each_outgoing_shot(cuts_video, cuts_probabilities):
+    _, expected = cuts_video
+    probabilities = cuts_probabilities
     peaks = transition_frames(probabilities)
     # recall 1.0 within one frame, and no other detection (static and panning shots stay quiet)
     assert len(peaks) == len(expected), (peaks, expected)
@@ -390,3 +396,11 @@ def test_threshold_sweep_16fps_against_native_rate(request, detector, video_dir)
         print(f"{rate:>9} " + " ".join(f"{h / n_cuts:5.2f}/{f:<3d}" for h, f in row.values()))
     hits, false = totals["16fps"][0.5]
     assert hits / n_cuts >= 0.9 and false == 0
+
+
+def test_fp16_weight_graph_finds_the_same_cuts(exported, cuts_video, cuts_probabilities):
+    # the half-size file recommended for CPU bundles: same cut times as fp32 on a real video
+    frames, _ = cuts_video
+    p32, p16 = cuts_probabilities, TransitionDetector(exported.fp16_weights_path).predict(frames)
+    assert np.abs(p32 - p16).max() < 3e-3
+    np.testing.assert_array_equal(detect_cuts(p16), detect_cuts(p32))
