@@ -44,8 +44,9 @@ def build_run_parser() -> argparse.ArgumentParser:
 
 
 def run_main(argv: list[str] | None = None) -> int:
-    build_run_parser().parse_args(argv)
-    return not_implemented("vem-run", "issue 7")
+    from .run import main
+
+    return main(argv)
 
 
 def build_bench_parser() -> argparse.ArgumentParser:

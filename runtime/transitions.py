@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,23 +42,29 @@ class TransitionDetector:
 
     def __init__(
         self,
-        onnx_path: str | os.PathLike,
+        onnx_path: str | os.PathLike | Any,
         providers: Sequence[str] | None = None,
         batch_windows: int = 4,
         threads: int | None = None,
     ):
-        import onnxruntime as ort
-
         if batch_windows < 1:
             raise ValueError(f"batch_windows must be >= 1, got {batch_windows}")
-        if not os.path.isfile(onnx_path):
-            raise ValueError(f"transition model not found: {onnx_path}")
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(
-            str(onnx_path), options, providers=list(providers or ["CPUExecutionProvider"])
-        )
+        if hasattr(onnx_path, "run") and hasattr(onnx_path, "inputs"):
+            # A backend Runner (vem.runtime.backends): the pipeline's own ONNX Runtime or TensorRT
+            # component, so the detector runs wherever the rest of the bundle runs.
+            self.session = _RunnerSession(onnx_path)
+            onnx_path = f"bundle component {onnx_path.component}"
+        else:
+            import onnxruntime as ort
+
+            if not os.path.isfile(onnx_path):
+                raise ValueError(f"transition model not found: {onnx_path}")
+            options = ort.SessionOptions()
+            if threads is not None:
+                options.intra_op_num_threads = threads
+            self.session = ort.InferenceSession(
+                str(onnx_path), options, providers=list(providers or ["CPUExecutionProvider"])
+            )
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise ValueError(f"{onnx_path}: expected one input (frames), found {[i.name for i in inputs]}")
@@ -118,6 +125,35 @@ class TransitionDetector:
     def predict(self, frames: np.ndarray) -> np.ndarray:
         """Per-frame transition probability, float32 [T], for uint8 frames [T, 27, 48, 3]."""
         return self.predict_heads(frames)[0]
+
+
+class _RunnerSession:
+    """The slice of onnxruntime.InferenceSession's interface the detector uses, over a Runner."""
+
+    _TYPES = {"uint8": "tensor(uint8)", "float32": "tensor(float)", "float16": "tensor(float16)"}
+
+    class _Arg:
+        def __init__(self, name: str, type_: str, shape: list):
+            self.name, self.type, self.shape = name, type_, shape
+
+    def __init__(self, runner: Any):
+        self.runner = runner
+
+    def _args(self, infos: Any) -> list:
+        return [
+            self._Arg(i.name, self._TYPES.get(np.dtype(i.dtype).name, str(i.dtype)), list(i.shape))
+            for i in infos
+        ]
+
+    def get_inputs(self) -> list:
+        return self._args(self.runner.inputs)
+
+    def get_outputs(self) -> list:
+        return self._args(self.runner.outputs)
+
+    def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        outputs = self.runner.run(feeds)
+        return [np.asarray(outputs[name]) for name in names]
 
 
 def sliding_windows(frames: np.ndarray, window: int = 100) -> np.ndarray:
