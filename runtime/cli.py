@@ -38,7 +38,7 @@ def build_run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report", metavar="JSON", help="write a JSON report (parse, timings, TBIoU)")
     parser.add_argument("--plot", metavar="PNG", help="write a spectrogram with cuts and beats marked")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
@@ -111,7 +111,9 @@ def _eval_items(inputs: list[str]) -> list[dict]:
             return
         if isinstance(data, dict) and "parse" in data:  # a vem-run report
             parse = parse_from_dict(data["parse"])
-            audio_name = data.get("audio") or data.get("output_wav")
+            music_files = (data.get("music") or {}).get("files") or []
+            audio_name = data.get("audio") or next(
+                (f for f in music_files if str(f).lower().endswith((".wav", ".flac"))), None)
             if not audio_name:
                 raise ValueError(f"{path}: report has no 'audio' entry naming its music file")
             audio = (path.parent / audio_name).resolve()

@@ -47,6 +47,7 @@ from .parse_schema import (
     GlobalParse,
     Storyboard,
     VideoParse,
+    parse_to_dict,
 )
 from .parse_schema import (
     VideoInfo as ParseVideoInfo,
@@ -237,13 +238,10 @@ class Pipeline:
             "video": {"path": str(video), "duration_s": duration, "fps": info.fps,
                       "width": info.width, "height": info.height, "rotation": info.rotation,
                       "codec": info.codec, "frames_at_16fps": int(decoded.num_frames)},
-            "parse": {
-                "global": {"tags": video_parse.global_.tags, "caption": video_parse.global_.caption},
-                "storyboards": [{"start_s": s.start_s, "duration_s": s.duration_s, "description": s.description}
-                                for s in video_parse.storyboards],
-                "transitions_s": list(video_parse.frame.transitions_s),
-                "source": "user" if parse is not None else "detected",
-            },
+            # The full three-level parse (vem-eval and --parse read it back), plus the cut times
+            # at the top for a quick look.
+            "parse": {**parse_to_dict(video_parse), "transitions_s": list(video_parse.frame.transitions_s),
+                      "source": "user" if parse is not None else "detected"},
             "music": {"files": [], "duration_s": len(waveform) / sample_rate, "sample_rate": sample_rate,
                       "beats_s": [float(b) for b in beats]},
             "metrics": {key: (None if isinstance(value, float) and math.isnan(value) else value)

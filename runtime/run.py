@@ -105,10 +105,10 @@ def run_one(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, pa
     started = time.perf_counter()
     if outputs.audio:
         write_audio(outputs.audio, result.waveform, result.sample_rate, force=args.force)
-        report["music"]["files"].append(outputs.audio)
+        report["music"]["files"].append(os.path.abspath(outputs.audio))
     if outputs.video:
         mux_music(video, result.waveform, result.sample_rate, outputs.video, force=args.force)
-        report["music"]["files"].append(outputs.video)
+        report["music"]["files"].append(os.path.abspath(outputs.video))
     if outputs.parse:
         _write_json(outputs.parse, parse_to_dict(result.parse), args.force, video)
     if outputs.plot:
@@ -135,7 +135,7 @@ def summary(report: dict) -> str:
     if hit is not None and chance is not None:
         rhythm += f"  cuts with a beat within 70 ms {hit:.0%} (chance {chance:.0%})"
     lines.append(rhythm + f"  [{report['backend']} {report['precision']}, {report['steps']} steps, seed {report['seed']}]")
-    lines.append("  wrote " + ", ".join(report["music"]["files"]))
+    lines.append("  wrote " + ", ".join(os.path.relpath(f) for f in report["music"]["files"]))
     return "\n".join(lines)
 
 
