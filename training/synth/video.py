@@ -86,7 +86,6 @@ class Scene:
     kind: str
     photo: str | None
     palette: np.ndarray  # (256, 3) uint8 colour lookup for procedural content
-    gain: float
     saturation: float
     tint: np.ndarray  # (3,) float, multiplies the photo
     speed: float  # pan speed in output-frame widths per second
@@ -203,7 +202,6 @@ def plan_scenes(style: Style, timeline: Timeline, rng: np.random.Generator) -> l
                 kind=kind,
                 photo=str(rng.choice(photo_names)) if kind == "photo" else None,
                 palette=_palette(hue, style.saturation, bright, rng),
-                gain=0.45 + 0.75 * bright,
                 saturation=style.saturation,
                 tint=tint,
                 speed=float((0.03 + 0.3 * style.energy) * (0.8 + 0.4 * rng.random()) * (1.3 if section.kind == "chorus" else 1)),
