@@ -81,7 +81,8 @@ def global_caption(style: Style, timeline: Timeline, scenes: list[Scene], transi
     moods = " and ".join(style.moods)
     meter = f"{timeline.beats_per_bar}/4"
     key = f"{PITCH_NAMES[style.key_pc]} {style.mode}"
-    parts = [INSTRUMENT_WORDS[style.harmony], INSTRUMENT_WORDS[style.lead], INSTRUMENT_WORDS[style.bass]]
+    lead = "a piano melody" if style.lead == "piano" else INSTRUMENT_WORDS[style.lead]
+    parts = [INSTRUMENT_WORDS[style.harmony], lead, INSTRUMENT_WORDS[style.bass]]
     music = (f"A {moods} {style.genre} track at {style.tempo_bpm:.0f} BPM in {key}, {meter} time, with "
              f"{', '.join(parts)} and {KIT_WORDS[style.kit]}.")
     n_cuts = sum(t.kind == "cut" for t in transitions)

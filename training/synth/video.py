@@ -86,7 +86,6 @@ class Scene:
     kind: str
     photo: str | None
     palette: np.ndarray  # (256, 3) uint8 colour lookup for procedural content
-    gain: float
     saturation: float
     tint: np.ndarray  # (3,) float, multiplies the photo
     speed: float  # pan speed in output-frame widths per second
@@ -203,11 +202,10 @@ def plan_scenes(style: Style, timeline: Timeline, rng: np.random.Generator) -> l
                 kind=kind,
                 photo=str(rng.choice(photo_names)) if kind == "photo" else None,
                 palette=_palette(hue, style.saturation, bright, rng),
-                gain=0.45 + 0.75 * bright,
                 saturation=style.saturation,
                 tint=tint,
                 speed=float((0.03 + 0.3 * style.energy) * (0.8 + 0.4 * rng.random()) * (1.3 if section.kind == "chorus" else 1)),
-                grain={"grainy": 14.0, "sharp": 0.0, "smooth": 0.0}[style.texture],
+                grain={"grainy": 9.0, "sharp": 0.0, "smooth": 0.0}[style.texture],
                 blur={"smooth": 1.6, "sharp": 0.0, "grainy": 0.4}[style.texture],
                 words={"hue": hue, "brightness": bright},
             )
@@ -251,9 +249,9 @@ def _grade_photo(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     target = 30.0 + 160.0 * scene.words["brightness"]
     luma_now = float((image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).mean())
     image = image * float(np.clip(target / max(luma_now, 1.0), 0.35, 2.5))
-    image = _blur(image, scene.blur + DETAILED_PHOTOS.get(scene.photo, 0.0))
-    if scene.grain:
+    if scene.grain:  # after the exposure, so that a dark photo brought up does not bring up its grain
         image = image + rng.normal(0, scene.grain, image.shape[:2])[..., None]
+    image = _blur(image, scene.blur + DETAILED_PHOTOS.get(scene.photo, 0.0))
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
@@ -378,6 +376,17 @@ class ShapesShot:
         return out
 
 
+class ExposedShot:
+    """Another shot with its exposure scaled by ``factor`` (a 256-entry lookup table, cheap per frame)."""
+
+    def __init__(self, shot, factor: float):
+        self.shot = shot
+        self.lut = np.clip(np.arange(256) * factor, 0, 255).astype(np.uint8)
+
+    def frame(self, t: float) -> np.ndarray:
+        return self.lut[self.shot.frame(t)]
+
+
 def make_shot(scene: Scene, fmt: VideoFormat, start_s: float, end_s: float, rng: np.random.Generator,
               cache: dict) -> PanZoomShot | GradientShot | ShapesShot:
     key = id(scene)
@@ -426,11 +435,17 @@ def render_video(path: str, style: Style, timeline: Timeline, fmt: VideoFormat, 
         shots[-1].scene_index = scene_index
         if k > 0 and transitions[k - 1].kind == "cut":
             previous_last = shots[k - 1].frame(a - 1.0 / fmt.fps)
-            for _ in range(8):
-                if _mean_abs_diff(previous_last, shots[k].frame(a)) >= MIN_CUT_DIFFERENCE:
+            for attempt in range(10):
+                first = shots[k].frame(a)
+                if _mean_abs_diff(previous_last, first) >= MIN_CUT_DIFFERENCE:
                     break
-                # Too similar: redraw the view (another crop / pattern); change scene material last.
+                # Too similar: redraw the view (another crop / pattern); from the fifth try also
+                # expose it a stop away from the previous shot (as an editor cuts dark to light);
+                # leave the scene's material and colours last of all.
                 shots[k] = make_shot(scenes[scene_index], fmt, a, b, rng, cache)
+                if attempt >= 4:
+                    darker = float(shots[k].frame(a).mean()) < float(previous_last.mean())
+                    shots[k] = ExposedShot(shots[k], 0.6 if darker else 1.4)
                 shots[k].scene_index = scene_index
             else:
                 shots[k] = _contrasting_shot(scenes[scene_index], fmt, a, b, rng, previous_last)
@@ -479,10 +494,13 @@ def render_video(path: str, style: Style, timeline: Timeline, fmt: VideoFormat, 
 
 def _contrasting_shot(scene: Scene, fmt: VideoFormat, a: float, b: float, rng: np.random.Generator,
                       previous: np.ndarray):
-    """Last resort for a visible cut: a gradient shot whose mean level is far from ``previous``."""
-    bright = float(previous.mean()) < 110
+    """Last resort for a visible cut: the scene's own colours as drifting bands, much darker than
+    ``previous`` if that is bright, much lighter if it is dark (the hue stays the style's)."""
     variant = Scene(**{**scene.__dict__, "kind": "gradient"})
-    level = np.linspace(0.6, 1.0, 256) if bright else np.linspace(0.0, 0.35, 256)
-    ramp = np.array([colorsys.hsv_to_rgb((scene.words["hue"] + 0.5) % 1, 0.6, v) for v in level])
-    variant.palette = (ramp * 255).astype(np.uint8)
+    palette = scene.palette.astype(np.float32)
+    if float(previous.mean()) >= 110:
+        palette = palette * 0.3
+    else:
+        palette = 255 - (255 - palette) * 0.3
+    variant.palette = np.clip(palette, 0, 255).astype(np.uint8)
     return GradientShot(variant, fmt, a, b, rng)
