@@ -9,12 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_UNEXPECTED, EXIT_USAGE
-
-
-def not_implemented(command: str, issue: str) -> int:
-    print(f"{command}: not implemented yet ({issue})", file=sys.stderr)
-    return EXIT_UNEXPECTED
+from .errors import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE
 
 
 def build_run_parser() -> argparse.ArgumentParser:
@@ -65,8 +60,9 @@ def build_bench_parser() -> argparse.ArgumentParser:
 
 
 def bench_main(argv: list[str] | None = None) -> int:
-    build_bench_parser().parse_args(argv)
-    return not_implemented("vem-bench", "issue 8")
+    from .bench import main
+
+    return main(argv)
 
 
 def build_eval_parser() -> argparse.ArgumentParser:

@@ -222,7 +222,7 @@ class Pipeline:
                 latent = self._diffuse(inputs, steps, guidance, seed + index, sampler_name, progress,
                                        label=f"window {index + 1}/{len(windows)}" if len(windows) > 1 else "")
             with timer("decode_audio"):
-                pieces.append(self._decode_audio(latent, end_s - start_s))
+                pieces.append(self._decode_audio(latent, end_s - start_s, timer))
         with timer("decode_audio"):
             waveform = self._join(pieces, windows)
             waveform = self._finish(waveform, duration)
@@ -406,9 +406,12 @@ class Pipeline:
                 bar.close()
 
     # ---- stage 5: decode audio -----------------------------------------------------------------
-    def _decode_audio(self, latent: np.ndarray, seconds: float) -> np.ndarray:
-        mel = self.runners["vae_decoder"].run({"latent": latent})["mel"]
-        waveform = self.runners["vocoder"].run({"mel": mel})["waveform"][0]
+    def _decode_audio(self, latent: np.ndarray, seconds: float, timer: StageTimer) -> np.ndarray:
+        # Sub-stages of decode_audio, kept apart for vem-bench.
+        with timer("vae_decoder"):
+            mel = self.runners["vae_decoder"].run({"latent": latent})["mel"]
+        with timer("vocoder"):
+            waveform = self.runners["vocoder"].run({"mel": mel})["waveform"][0]
         samples = int(round(seconds * self.config.audio.sample_rate))
         return np.asarray(waveform[:samples], dtype=np.float32)
 
