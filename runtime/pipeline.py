@@ -303,7 +303,8 @@ class Pipeline:
                               storyboards, frame, given.music, extra=dict(given.extra))
         cuts = detect_cuts(features.transition_probabilities, fps=features.fps)
         cuts = [float(t) for t in cuts if t < duration]
-        spans = segment_storyboards(cuts, duration, max_storyboards=self.config.condition.max_storyboards)
+        windows = len(self._windows(duration))
+        spans = segment_storyboards(cuts, duration, max_storyboards=self.config.condition.max_storyboards * windows)
         tags = user_tags or tags_from_probabilities(features.tag_probabilities.mean(0))
         frame = FrameParse(fps=FRAME_FPS, transitions_s=cuts, transition_frames=[int(round(t * FRAME_FPS)) for t in cuts])
         return VideoParse(ParseVideoInfo(path, duration, source_fps),
@@ -326,10 +327,13 @@ class Pipeline:
         window = float(self.config.max_seconds)
         if duration <= window:
             return [(0.0, duration)]
-        hop = window - WINDOW_OVERLAP_S
-        count = math.ceil((duration - WINDOW_OVERLAP_S) / hop)
-        starts = [min(i * hop, duration - window) for i in range(count)]
-        return [(s, s + window) for s in starts]
+        # As few windows as fit the bundle's maximum, all of one length, overlapping by
+        # WINDOW_OVERLAP_S (cost is linear in length, so equal shorter windows beat a full one
+        # plus a sliver).
+        count = math.ceil((duration - WINDOW_OVERLAP_S) / (window - WINDOW_OVERLAP_S))
+        length = (duration + (count - 1) * WINDOW_OVERLAP_S) / count
+        hop = length - WINDOW_OVERLAP_S
+        return [(i * hop, min(duration, i * hop + length)) for i in range(count)]
 
     def _condition(self, features: _VideoFeatures, video_parse: VideoParse, start_s: float,
                    end_s: float) -> dict[str, np.ndarray]:
@@ -342,7 +346,14 @@ class Pipeline:
             begin, end = max(storyboard.start_s, start_s), min(storyboard.end_s, end_s)
             if end - begin > 1e-3:
                 spans.append((begin - start_s, end - begin, storyboard))
-        spans = spans[: config.condition.max_storyboards] or [(0.0, seconds, video_parse.storyboards[0])]
+        if len(spans) > config.condition.max_storyboards:
+            # More shots than the storyboard axis holds (a long window of fast cuts): merge them
+            # by the same rule as the parse, each merged span keeping its first shot's words.
+            merged = segment_storyboards([begin for begin, _, _ in spans[1:]], seconds,
+                                         max_storyboards=config.condition.max_storyboards)
+            spans = [(m.start_s, m.duration_s, next(s for b, length, s in spans if b + length > m.start_s))
+                     for m in merged]
+        spans = spans or [(0.0, seconds, video_parse.storyboards[0])]
         in_window = (features.frame_times_s >= start_s) & (features.frame_times_s < end_s)
         if not in_window.any():
             in_window[np.argmin(np.abs(features.frame_times_s - start_s))] = True
