@@ -453,6 +453,7 @@ def _export_transitions(folder: Path, work: Path, precisions: list[str], real_fr
         result = tn.export_transitions(work, fp16=False, model=model, parity_batch=1)
         fp32 = result.fp32_path
         base.update(nodes_traced=result.nodes_traced, nodes_clean=result.nodes_clean)
+    _rename_dim(fp32, "batch", "windows")  # the interface's name for TransNetV2's batch axis
     # one random and one real window (TransNetV2 costs ~1 CPU-s per window in torch)
     windows = {"random": tn.random_windows(1, seed=7), "real": sliding_windows(real_frames, tn.WINDOW_FRAMES)[:1]}
     references = {kind: tn.reference_probabilities(model, w) for kind, w in windows.items()}
@@ -478,6 +479,20 @@ def _export_transitions(folder: Path, work: Path, precisions: list[str], real_fr
     return pairs
 
 
+def _rename_dim(path: Path, old: str, new: str) -> None:
+    """Rename a symbolic dimension everywhere in a graph's signature and value infos."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param == old:
+                dim.dim_param = new
+    onnx.save(model, str(path))
+    onnx_utils.check_onnx(path)
+
+
 def _end_to_end_inputs(config: VemConfig, feeds: dict[str, np.ndarray]) -> dict[str, dict]:
     """The same conditions for `generate` (torch, video-rate aligner features) and the ONNX loop."""
     import torch
@@ -501,10 +516,15 @@ def _end_to_end_inputs(config: VemConfig, feeds: dict[str, np.ndarray]) -> dict[
 
 
 def onnx_generate(folder: str | os.PathLike, manifest: Manifest, inputs: dict[str, np.ndarray], seconds: float, *,
-                  steps: int, seed: int, precision: str, guidance: float | None = None) -> np.ndarray:
+                  steps: int, seed: int, precision: str, guidance: float | None = None,
+                  return_latent: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The generation loop over the bundle's ONNX graphs, torch only for the seeded noise (so that
     it is the same z_T as `generate`): denoiser per sampler step (`vem.runtime.sampler`), then the
-    VAE decoder and the vocoder; returns the waveform [B, samples] trimmed like `generate`."""
+    VAE decoder and the vocoder; returns the waveform [B, samples] trimmed like `generate` (and
+    the final latent first, with ``return_latent``).
+
+    ``inputs``: caption, tags, story_text, story_visual, story_start_s, story_duration_s (as the
+    denoiser takes them) and video_aligner_features [B, T_video, D_a] at the video frame rate."""
     import torch
 
     from vem.runtime.sampler import NoiseSchedule, make_sampler
@@ -534,7 +554,8 @@ def onnx_generate(folder: str | os.PathLike, manifest: Manifest, inputs: dict[st
         z = solver.step(eps, index, z)
     (mel,) = sessions["vae_decoder"].run(["mel"], {"latent": np.asarray(z, dtype=np.float32)})
     (waveform,) = sessions["vocoder"].run(["waveform"], {"mel": mel})
-    return waveform[:, : round(seconds * config.audio.sample_rate)]
+    waveform = waveform[:, : round(seconds * config.audio.sample_rate)]
+    return (np.asarray(z), waveform) if return_latent else waveform
 
 
 def build_engines(folder: Path, manifest: Manifest, max_seconds: float, max_storyboards: int,
