@@ -11,7 +11,6 @@ torch-free calibration package.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -20,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# One implementation of the manifest's file hash: the runtime's (torch-free).
+from vem.runtime.bundle import sha256_file  # noqa: F401  (re-exported for vem.export.transitions)
 
 # The opset the project targets (FACTS.md: torch 2.13's exporters emit it; ORT >= 1.16 runs it).
 DEFAULT_OPSET = 18
@@ -195,15 +197,6 @@ def store_weights_fp16(src: str | os.PathLike, dst: str | os.PathLike, min_eleme
     onnx.save(model, str(dst))
     check_onnx(dst)
     return dst
-
-
-def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file (the bundle manifest records one per file)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def make_session(path: str | os.PathLike, providers: Sequence[str] | None = None, threads: int | None = None):

