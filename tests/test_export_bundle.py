@@ -10,10 +10,8 @@ package version (test_transitions.py re-exports it fresh).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -21,7 +19,6 @@ import pytest
 from media import write_test_video
 
 from vem.export import graphs, onnx_utils
-from vem.export import transitions as export_transitions
 from vem.export.bundle_writer import PARITY_BOUNDS, ExportError, export_bundle, load_source, onnx_generate
 from vem.export.cli import main as export_main
 from vem.runtime.bundle import load_bundle
@@ -31,27 +28,6 @@ from vem.runtime.text import HashedTextEncoder
 
 MAX_SECONDS = 8.0
 MODEL_COMPONENTS = ("visual", "aligner", "denoiser", "vae_decoder", "vocoder")
-
-
-@pytest.fixture(scope="session")
-def transitions_graph(request, tmp_path_factory) -> Path:
-    """TransNetV2's fp32 graph, from pytest's cache when the exporter and weights are unchanged."""
-    source = Path(export_transitions.__file__).read_bytes()
-    key = hashlib.sha256(source + export_transitions.package_version().encode()).hexdigest()[:16]
-    cached = Path(request.config.cache.mkdir("vem-transitions-onnx")) / f"transitions-{key}.onnx"
-    if not cached.is_file():
-        out = tmp_path_factory.mktemp("transnet")
-        result = export_transitions.export_transitions(out, fp16=False, parity_batch=1)
-        shutil.copyfile(result.fp32_path, cached)
-    return cached
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory, transitions_graph):
-    folder = tmp_path_factory.mktemp("bundle")
-    result = export_bundle("demo", folder, ("fp32", "fp16"), max_seconds=MAX_SECONDS, max_storyboards=8,
-                           transitions_onnx=transitions_graph, progress=None)
-    return result
 
 
 @pytest.fixture(scope="session")
