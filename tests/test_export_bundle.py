@@ -47,18 +47,18 @@ def transitions_graph(request, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory, transitions_graph):
-    folder = tmp_path_factory.mktemp("bundle")
-    result = export_bundle("demo", folder, ("fp32", "fp16"), max_seconds=MAX_SECONDS, max_storyboards=8,
-                           transitions_onnx=transitions_graph, progress=None)
-    return result
+def demo_model():
+    model, _ = load_source("demo", seed=0)  # what `--config demo` exports: seeded, untrained
+    model.remove_weight_norm()
+    return model
 
 
 @pytest.fixture(scope="session")
-def demo_model():
-    model, _ = load_source("demo", seed=0)  # the same seeded untrained model as the export
-    model.remove_weight_norm()
-    return model
+def exported(tmp_path_factory, transitions_graph, demo_model):
+    folder = tmp_path_factory.mktemp("bundle")
+    result = export_bundle(demo_model, folder, ("fp32", "fp16"), max_seconds=MAX_SECONDS, max_storyboards=8,
+                           transitions_onnx=transitions_graph, progress=None)
+    return result
 
 
 def test_bundle_validates_and_lists_every_component_at_both_precisions(exported):
@@ -122,7 +122,8 @@ def test_fp16_entries_record_their_islands_and_storage(exported):
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_axes_are_dynamic_at_new_lengths_and_storyboard_counts(exported, demo_model, precision):
-    """Run each graph at two sizes never seen in export (neither traced nor parity-checked)
+    """Run each graph at a size never seen in export (the export traced at 2 s, 2 storyboards,
+    batch 1 and checked parity at 2.5 s / 3 storyboards / batch 1 and 4.5 s / 5 / batch 2)
     against the fp32 torch wrapper."""
     config = demo_model.config
     manifest = load_bundle(exported.folder, verify_hashes=False).manifest
@@ -132,7 +133,7 @@ def test_axes_are_dynamic_at_new_lengths_and_storyboard_counts(exported, demo_mo
     for name in MODEL_COMPONENTS:
         session = onnx_utils.make_session(exported.folder / manifest.component(name, precision).file)
         module = specs[name].make_module(demo_model).eval()
-        for size in (graphs.Size(1.3, 1, 1), graphs.Size(3.1, 7, 2)):
+        for size in (graphs.Size(1.3, 7, 2),):
             feeds = specs[name].make_inputs(config, size, np.random.default_rng(int(size.seconds * 10)))
             reference = graphs.run_torch(module, specs[name], feeds)
             report = onnx_utils.measure_parity(session, feeds, reference)
