@@ -389,13 +389,17 @@ def export_bundle(
         ref = reference.waveform.numpy()
         for precision in wanted:
             say(f"  end to end ({precision}): ONNX sampler loop vs vem.model.pipeline.generate ...")
-            waveform = onnx_generate(folder, manifest, e2e_inputs["numpy"], end_to_end_seconds,
-                                     steps=end_to_end_steps, seed=seed, precision=precision)
+            z, waveform = onnx_generate(folder, manifest, e2e_inputs["numpy"], end_to_end_seconds,
+                                        steps=end_to_end_steps, seed=seed, precision=precision, return_latent=True)
             error = float(np.max(np.abs(waveform - ref)))
+            # The latent too: an untrained vocoder's waveform is nearly a constant (tanh of its
+            # bias), which would hide a difference in what was generated.
+            z_ref = reference.latent.numpy()
             e2e[precision] = {"max_abs": error, "max_rel": error / max(float(np.max(np.abs(ref))), 1e-30),
+                              "latent_max_rel": float(np.max(np.abs(z - z_ref)) / max(float(np.max(np.abs(z_ref))), 1e-30)),
                               "seconds": float(end_to_end_seconds), "steps": int(end_to_end_steps), "seed": int(seed)}
-            say(f"    waveform max rel error {e2e[precision]['max_rel']:.2e} ({end_to_end_steps} steps, "
-                f"{end_to_end_seconds:g} s)")
+            say(f"    waveform max rel error {e2e[precision]['max_rel']:.2e}, final latent "
+                f"{e2e[precision]['latent_max_rel']:.2e} ({end_to_end_steps} steps, {end_to_end_seconds:g} s)")
         manifest.built_with["end_to_end_waveform"] = e2e
 
         # ---- TensorRT --------------------------------------------------------------------------

@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(result.reports))
     for precision, e2e in result.end_to_end.items():
-        print(f"end to end ({precision}): waveform max rel error {e2e['max_rel']:.2e} vs vem.model.pipeline.generate "
+        print(f"end to end ({precision}): waveform max rel error {e2e['max_rel']:.2e}, final latent "
+              f"{e2e['latent_max_rel']:.2e} vs vem.model.pipeline.generate "
               f"({e2e['steps']} steps, {e2e['seconds']:g} s, seed {e2e['seed']})")
     print(f"bundle: {result.folder} ({sum(r.bytes for r in result.reports) / 1e6:.1f} MB) in {result.seconds:.0f} s")
     over = [r for r in result.reports if not r.ok]

@@ -77,6 +77,9 @@ def test_graphs_are_clean_checked_and_have_the_interface_names(exported):
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_every_component_meets_its_parity_bound_on_random_and_real_inputs(exported, precision):
+    """The export measured each graph against float64 torch at two sizes other than the traced
+    one (2.5 s / 3 storyboards / batch 1 and 4.5 s / 5 / batch 2; traced at 2 s / 2 / 1), so this
+    also shows the time, storyboard and batch axes are dynamic; plus two real inputs each."""
     rows = [r for r in exported.reports if r.precision == precision]
     assert len(rows) == 6
     for row in rows:
@@ -96,9 +99,11 @@ def test_fp16_entries_record_their_islands_and_storage(exported):
         assert notes["fp16_compute_max_rel"] > 0
 
 
+@pytest.mark.slow  # the export fixture already checks parity at two untraced sizes (default run)
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_axes_are_dynamic_at_new_lengths_and_storyboard_counts(exported, demo_model, precision):
-    """Run each graph at two sizes never seen in export (neither traced nor parity-checked)
+    """Run each graph at a size never seen in export (the export traced at 2 s, 2 storyboards,
+    batch 1 and checked parity at 2.5 s / 3 storyboards / batch 1 and 4.5 s / 5 / batch 2)
     against the fp32 torch wrapper."""
     config = demo_model.config
     manifest = load_bundle(exported.folder, verify_hashes=False).manifest
@@ -108,7 +113,7 @@ def test_axes_are_dynamic_at_new_lengths_and_storyboard_counts(exported, demo_mo
     for name in MODEL_COMPONENTS:
         session = onnx_utils.make_session(exported.folder / manifest.component(name, precision).file)
         module = specs[name].make_module(demo_model).eval()
-        for size in (graphs.Size(1.3, 1, 1), graphs.Size(3.1, 7, 2)):
+        for size in (graphs.Size(1.3, 7, 2),):
             feeds = specs[name].make_inputs(config, size, np.random.default_rng(int(size.seconds * 10)))
             reference = graphs.run_torch(module, specs[name], feeds)
             report = onnx_utils.measure_parity(session, feeds, reference)
@@ -140,8 +145,8 @@ def test_visual_and_aligner_on_frames_of_a_pyav_video(exported, demo_model, tmp_
 
 def test_end_to_end_waveform_matches_the_torch_pipeline(exported):
     e2e = exported.end_to_end
-    assert e2e["fp32"]["max_rel"] < 1e-5
-    assert e2e["fp16"]["max_rel"] < 3e-3
+    assert e2e["fp32"]["max_rel"] < 1e-5 and e2e["fp32"]["latent_max_rel"] < 1e-5
+    assert e2e["fp16"]["max_rel"] < 3e-3 and e2e["fp16"]["latent_max_rel"] < 3e-3
     assert e2e["fp32"]["steps"] >= 2
 
 
