@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from vem.model.conditioning import TOKENS_PER_STORYBOARD
 from vem.model.vem import VeM
 from vem.runtime.bundle import TensorSpec
 from vem.runtime.config import VemConfig
@@ -88,15 +87,6 @@ class GuidedDenoiser(nn.Module):
         self.condition = model.condition
         self.unet = model.unet
 
-    def _null_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The learned null tokens with the batch and storyboard count of ``tokens``.
-
-        Equal to ``ConditionBuilder.null_tokens(batch, N)``; written with ``reshape(B, -1, 6, C)``
-        because the TorchScript tracer freezes ``unflatten``'s inferred size (the storyboard count)
-        to the traced value, which `ConditionBuilder.null_tokens_like` uses."""
-        grid = tokens.reshape(tokens.shape[0], -1, TOKENS_PER_STORYBOARD, tokens.shape[2])
-        return (torch.zeros_like(grid) + self.condition.null_embedding).flatten(1, 2)
-
     def forward(
         self,
         latent: torch.Tensor,
@@ -112,7 +102,7 @@ class GuidedDenoiser(nn.Module):
         guidance: torch.Tensor,
     ) -> torch.Tensor:
         tokens = self.condition(caption, tags, story_text, story_visual, story_start_s, story_duration_s)
-        all_tokens = torch.cat([tokens, self._null_tokens(tokens)], dim=0)
+        all_tokens = torch.cat([tokens, self.condition.null_tokens_like(tokens)], dim=0)
         all_global = self.condition.global_tokens(all_tokens)
         eps = self.unet(
             torch.cat([latent, latent], dim=0),

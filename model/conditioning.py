@@ -96,7 +96,9 @@ class ConditionBuilder(nn.Module):
 
     def null_tokens_like(self, tokens: torch.Tensor) -> torch.Tensor:
         """Null tokens with the batch and storyboard count of ``tokens`` (trace-friendly)."""
-        grid = tokens.unflatten(1, (-1, TOKENS_PER_STORYBOARD))
+        # reshape, not unflatten: the tracer freezes unflatten's sizes, which would fix the
+        # storyboard count of an exported graph.
+        grid = tokens.reshape(tokens.shape[0], -1, TOKENS_PER_STORYBOARD, tokens.shape[-1])
         return (torch.zeros_like(grid) + self.null_embedding).flatten(1, 2)
 
     @staticmethod
