@@ -155,3 +155,19 @@ def test_cli_trains_a_phase_and_ships_fp16_weights(tiny, tmp_path):
     total = sum(p.numel() for p in model.parameters())
     assert shipped.stat().st_size < total * 2 + 1_000_000  # fp16-stored
     assert next(model.parameters()).dtype == torch.float32
+
+
+@pytest.mark.slow  # librosa's beat tracker JIT-compiles (numba) on first use: ~1 min on a busy 2-core CPU
+def test_evaluate_scores_generated_and_reference_music(tiny, tmp_path):
+    from vem.model import VeM, save_checkpoint
+    from vem.training.evaluate import evaluate
+
+    torch.manual_seed(0)
+    path = tmp_path / "untrained.safetensors"
+    save_checkpoint(VeM(get_config("demo")), path)
+    result = evaluate(str(path), str(tiny["root"] / "cache"), count=1, steps=2)
+    row = result["rows"][0]
+    assert result["clips"] == 1 and row["clip"] == "clip_00000"
+    for key in ("tbiou_generated", "tbiou_reference", "biou", "mel_distance"):
+        assert np.isfinite(row[key]), key
+    assert 0.0 <= row["tbiou_reference"] <= 1.0 and row["mel_distance"] > 0
