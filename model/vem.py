@@ -71,13 +71,18 @@ class VeM(nn.Module):
         self.vocoder.remove_weight_norm()
 
 
-def save_checkpoint(model: VeM, path: str | Path) -> None:
+def save_checkpoint(model: VeM, path: str | Path, dtype: torch.dtype | None = None) -> None:
     """Write all weights to a safetensors file; the config JSON goes into its metadata, so
-    `load_checkpoint` needs nothing else."""
+    `load_checkpoint` needs nothing else. ``dtype`` (e.g. torch.float16) stores every floating
+    tensor in that type to halve the file; the metadata records it and `load_checkpoint` casts
+    back to float32."""
     from safetensors.torch import save_file
 
     tensors = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
+    if dtype is not None:
+        tensors = {name: (t.to(dtype) if t.is_floating_point() else t) for name, t in tensors.items()}
     metadata = {
+        "stored_dtype": str(dtype).replace("torch.", "") if dtype is not None else "native",
         "format": CHECKPOINT_FORMAT,
         "config": model.config.to_json(),
         "vocoder_weight_norm": json.dumps(model.vocoder.has_weight_norm),
@@ -101,5 +106,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     model = VeM(config)
     if not json.loads(metadata.get("vocoder_weight_norm", "true")):
         model.remove_weight_norm()
-    model.load_state_dict(load_file(str(path), device=str(map_location)))
+    tensors = load_file(str(path), device=str(map_location))
+    if metadata.get("stored_dtype", "native") != "native":
+        # Weights were stored in reduced precision to save space; the model computes in float32.
+        tensors = {name: (t.float() if t.is_floating_point() else t) for name, t in tensors.items()}
+    model.load_state_dict(tensors)
     return model.eval()

@@ -50,20 +50,111 @@ def synth_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+TRAIN_COMMANDS = ("cache", "vae", "vocoder", "aligner", "visual", "diffusion", "adapter", "all", "ship")
+
+
+def _key_values(text: str, name: str, kind: type) -> dict:
+    """'vae=3,diffusion=10' -> {'vae': 3.0, 'diffusion': 10.0} (for --minutes / --steps)."""
+    from .phases import PHASE_ORDER
+
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in PHASE_ORDER:
+            raise ValueError(f"{name}: expected PHASE=VALUE with PHASE in {list(PHASE_ORDER)}, got {item!r}")
+        try:
+            out[key] = kind(value)
+        except ValueError:
+            raise ValueError(f"{name}: {value!r} is not a number") from None
+        if out[key] <= 0:
+            raise ValueError(f"{name}: {key} must be positive, got {value}")
+    return out
+
+
 def build_train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vem-train",
-        description="Train the demo checkpoint in the paper's three phases (resumable).",
+        description="Train the demo checkpoint in the paper's three phases (resumable). 'all' = cache, then phase 1 "
+        "(vae, vocoder, aligner, visual), phase 2 (diffusion) and phase 3 (adapter) in order; 'ship' writes the "
+        "finished run's weights (fp16-stored) to --to.",
     )
-    parser.add_argument("phase", choices=["vae", "vocoder", "aligner", "diffusion", "adapter", "all"])
-    parser.add_argument("--data", required=True, help="vem-synth folder")
-    parser.add_argument("--out", default="runs/demo", help="run folder (checkpoints, loss log)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("command", choices=TRAIN_COMMANDS)
+    parser.add_argument("--data", help="vem-synth folder (needed unless the cache is built)")
+    parser.add_argument("--out", default="runs/demo", help="run folder: cache/, state.pt, losses.jsonl, checkpoints")
+    parser.add_argument("--cache", default=None, help="clip cache folder (default: OUT/cache)")
+    parser.add_argument("--config", default="demo", help="named config (default: demo)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--clips", type=int, default=None, help="use only the first N clips of --data")
+    parser.add_argument("--minutes", default="", help="time budget per phase, e.g. vae=5,diffusion=12")
+    parser.add_argument("--steps", default="", help="step limit per phase, e.g. vae=500")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    parser.add_argument("--checkpoint-minutes", type=float, default=3.0, help="save state.pt this often")
+    parser.add_argument("--transitions-onnx", default=None,
+                        help="TransNetV2 ONNX graph (default: OUT/transnet/transitions.onnx, exported if missing)")
+    parser.add_argument("--to", default="model/weights/vem-demo.safetensors", help="ship: output checkpoint")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    build_train_parser().parse_args(argv)
-    print("vem-train: not implemented yet (issue 4)", file=sys.stderr)
-    return 1
+    args = build_train_parser().parse_args(argv)
+    try:
+        minutes = _key_values(args.minutes, "--minutes", float)
+        steps = _key_values(args.steps, "--steps", int)
+        if args.clips is not None and args.clips < 1:
+            raise ValueError(f"--clips: need at least 1, got {args.clips}")
+    except ValueError as exc:
+        print(f"vem-train: {exc}", file=sys.stderr)
+        return 2
+    from pathlib import Path
+
+    import torch
+
+    from vem.runtime.config import get_config
+
+    from .data import build_cache, ensure_transitions_onnx, load_cache
+    from .loop import STATE_FILE, load_state, open_run, train_phases
+    from .phases import DEFAULT_SETTINGS, PHASE_ORDER
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    if args.command == "ship":
+        from vem.model import save_checkpoint
+
+        if not (out / STATE_FILE).is_file():
+            print(f"vem-train: no run in {out} ({STATE_FILE} missing)", file=sys.stderr)
+            return 2
+        model, state = load_state(out / STATE_FILE)
+        Path(args.to).parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(model, args.to, dtype=torch.float16)
+        print(f"vem-train: wrote {args.to} ({Path(args.to).stat().st_size / 1e6:.1f} MB; phases done: {state.done})")
+        return 0
+    try:
+        config = get_config(args.config)
+        cache = Path(args.cache) if args.cache else out / "cache"
+        if args.data is not None:
+            onnx = Path(args.transitions_onnx) if args.transitions_onnx else ensure_transitions_onnx(out / "transnet")
+            build_cache(args.data, cache, config, onnx, workers=2, progress=not args.quiet, limit=args.clips)
+        if args.command == "cache":
+            return 0
+        clips = load_cache(cache)
+        model, state = open_run(out, config, resume=args.resume, seed=args.seed)
+    except ValueError as exc:
+        print(f"vem-train: {exc}", file=sys.stderr)
+        return 2
+    settings = {}
+    for name in PHASE_ORDER:
+        base = DEFAULT_SETTINGS[name]
+        settings[name] = type(base)(lr=base.lr, batch=base.batch, minutes=minutes.get(name, base.minutes),
+                                    max_steps=steps.get(name, base.max_steps))
+    phases = list(PHASE_ORDER) if args.command == "all" else [args.command]
+    start = time.perf_counter()
+    summary = train_phases(model, state, phases, clips, out, settings, progress=not args.quiet, device=args.device,
+                           checkpoint_seconds=args.checkpoint_minutes * 60.0)
+    if not args.quiet:
+        for name, item in summary.items():
+            print(f"{name}: {item['steps']} steps, {item['minutes']} min, final {item['final']}")
+        print(f"vem-train: done in {(time.perf_counter() - start) / 60:.1f} min; run folder {out}")
+    return 0

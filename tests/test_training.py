@@ -1,0 +1,173 @@
+"""vem-train: the clip cache, every phase's trainer, resume and the shipped-checkpoint path.
+
+Data: two 3 s clips written by vem-synth's own API. The frame-level detector here is a real ONNX
+graph with TransNetV2's interface (uint8 [b, 100, 27, 48, 3] -> single_frame [b, 100]) that
+scores the mean absolute difference to the previous frame: a stand-in for the 30 MB TransNetV2
+export (tested in test_transitions.py), so that the cache runs in seconds.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from vem.model import load_checkpoint  # noqa: E402
+from vem.runtime.config import get_config  # noqa: E402
+from vem.training.data import build_cache, cut_beat_target, load_cache  # noqa: E402
+from vem.training.loop import LOSS_LOG, STATE_FILE, load_state, open_run, train_phase  # noqa: E402
+from vem.training.phases import PHASE_ORDER, PhaseSettings, make_phase  # noqa: E402
+from vem.training.synth.generate import generate_clip  # noqa: E402
+
+
+class _FrameDifference(torch.nn.Module):
+    def forward(self, frames):
+        x = frames.float() / 255.0
+        diff = (x[:, 1:] - x[:, :-1]).abs().mean(dim=(2, 3, 4))
+        diff = torch.cat([torch.zeros_like(diff[:, :1]), diff], dim=1)
+        return torch.sigmoid(40.0 * (diff - 0.1))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    data = root / "data"
+    for index in range(2):
+        generate_clip(data, index, seed=7, seconds_range=(3.0, 3.0))
+    onnx_path = root / "framediff.onnx"
+    torch.onnx.export(_FrameDifference(), (torch.zeros(1, 100, 27, 48, 3, dtype=torch.uint8),), str(onnx_path),
+                      input_names=["frames"], output_names=["single_frame"], opset_version=18,
+                      dynamic_axes={"frames": {0: "windows"}}, dynamo=False)
+    config = get_config("demo")
+    files = build_cache(data, root / "cache", config, onnx_path, workers=1, progress=False)
+    return {"root": root, "data": data, "onnx": onnx_path, "config": config, "files": files,
+            "clips": load_cache(root / "cache")}
+
+
+def test_cache_holds_what_the_trainers_need(tiny):
+    config = tiny["config"]
+    assert len(tiny["files"]) == 2 and all(f.is_file() for f in tiny["files"])
+    clip = tiny["clips"][0]
+    parse = json.loads((tiny["data"] / "clip_00000.json").read_text())
+    frames = len(clip.trans_prob)
+    assert frames == pytest.approx(3.0 * 16, abs=2)
+    assert clip.visual.shape == (frames, 64, 64, 3) and clip.visual.dtype == np.uint8
+    assert clip.aligner.shape == (frames, config.aligner.frame_size, config.aligner.frame_size, 3)
+    assert clip.mel.shape == (64, len(clip.wave) // 160)
+    assert len(clip.wave) == pytest.approx(3.0 * 16000, abs=160)
+    assert clip.story_text.shape == (len(parse["storyboards"]), 128)
+    assert np.allclose(clip.story_start_s, [b["start_s"] for b in parse["storyboards"]], atol=1e-5)
+    assert clip.tags_hot.sum() == len(parse["global"]["tags"])
+    np.testing.assert_allclose(clip.cuts_s, parse["frame"]["transitions_s"])
+    # Cached clips are skipped on a second call (the cache resumes).
+    stamp = tiny["files"][0].stat().st_mtime_ns
+    build_cache(tiny["data"], tiny["root"] / "cache", config, tiny["onnx"], workers=1, progress=False)
+    assert tiny["files"][0].stat().st_mtime_ns == stamp
+
+
+def test_cut_beat_target_marks_only_cuts_on_beats():
+    target = cut_beat_target(np.array([1.0, 2.03, 3.3]), np.array([0.5, 1.0, 2.0, 2.5]), 64)
+    assert np.nonzero(target)[0].tolist() == [16, 32]  # 3.3 s has no beat within 1/16 s
+
+
+@pytest.mark.parametrize("name", PHASE_ORDER)
+def test_each_phase_overfits_a_repeated_batch(tiny, name):
+    torch.manual_seed(0)
+    from vem.model import VeM
+
+    config = get_config("demo")
+    model = VeM(config)
+    phase = make_phase(name, tiny["clips"], model, PhaseSettings(lr=2e-3, batch=2, minutes=1.0, max_steps=10))
+    # Small crops keep the test fast; the trainers' real sizes are class attributes.
+    phase.crop_frames, phase.window_frames, phase.frames_per_clip = 32, 16, 2
+    if name in ("diffusion", "adapter"):
+        phase.crop_seconds = (0.64, 0.64)
+        if name == "adapter":  # the adapter starts at zero: give the aligner features something to say
+            torch.nn.init.normal_(model.aligner.head.weight)
+    phase.prepare(model)
+    if name == "diffusion":
+        assert model.config.vae.scale_factor > 0 and model.config.vae.scale_factor != 1.0
+    optimizer = torch.optim.Adam(phase.param_groups(model))
+    batch = phase.sample_batch(np.random.default_rng(0))
+    losses = []
+    for _ in range(5):
+        phase.train_mode(model)
+        loss, parts = phase.loss(model, batch)
+        assert torch.isfinite(loss) and all(np.isfinite(v) for v in parts.values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0], losses
+
+
+def test_diffusion_batch_crops_storyboards_to_the_window(tiny):
+    from vem.model import VeM
+
+    model = VeM(get_config("demo"))
+    phase = make_phase("diffusion", tiny["clips"], model, PhaseSettings(lr=1e-3, batch=3, minutes=1, max_steps=1))
+    phase.crop_seconds = (1.28, 1.28)
+    phase.prepare(model)
+    batch = phase.sample_batch(np.random.default_rng(1))
+    frames = batch["latent"].shape[2]
+    assert frames % model.config.unet.time_multiple == 0
+    window = frames / model.config.latent_frames_per_second
+    ends = batch["start"] + batch["duration"]
+    assert float(batch["start"].min()) >= 0 and float(ends.max()) <= window + 1e-5
+    # The kept storyboards cover the whole window of every sample.
+    assert torch.allclose(batch["duration"].sum(dim=1), torch.full((3,), window), atol=1e-4)
+
+
+def test_resume_continues_from_the_saved_step(tiny, tmp_path):
+    config = get_config("demo")
+    settings = PhaseSettings(lr=1e-3, batch=2, minutes=10.0, max_steps=4)
+    model, state = open_run(tmp_path, config, resume=False)
+    assert train_phase(model, state, "visual", tiny["clips"], tmp_path, settings, progress=False, stop_after=2,
+                       log_every=1) is None
+    with pytest.raises(ValueError, match="--resume"):
+        open_run(tmp_path, config, resume=False)
+    model, state = open_run(tmp_path, config, resume=True)
+    assert (state.phase, state.step) == ("visual", 2)
+    summary = train_phase(model, state, "visual", tiny["clips"], tmp_path, settings, progress=False, log_every=1)
+    assert summary["steps"] == 4
+    steps = [json.loads(line)["step"] for line in (tmp_path / LOSS_LOG).read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    _, saved = load_state(tmp_path / STATE_FILE)
+    assert saved.done == ["visual"] and saved.phase is None
+    assert (tmp_path / "vem-visual.safetensors").is_file()
+
+
+def test_cli_trains_a_phase_and_ships_fp16_weights(tiny, tmp_path):
+    from vem.training.cli import train_main
+
+    out = tmp_path / "run"
+    common = ["--data", str(tiny["data"]), "--out", str(out), "--transitions-onnx", str(tiny["onnx"]), "--quiet"]
+    assert train_main(["visual", *common, "--steps", "visual=2"]) == 0
+    assert train_main(["visual", *common]) == 2  # an existing run needs --resume
+    assert train_main(["visual", *common, "--steps", "bogus=1"]) == 2
+    shipped = tmp_path / "vem-demo.safetensors"
+    assert train_main(["ship", "--out", str(out), "--to", str(shipped), "--quiet"]) == 0
+    model = load_checkpoint(shipped)
+    _, state = load_state(out / STATE_FILE)
+    reference = state.config
+    assert model.config.to_dict() == reference.to_dict()
+    total = sum(p.numel() for p in model.parameters())
+    assert shipped.stat().st_size < total * 2 + 1_000_000  # fp16-stored
+    assert next(model.parameters()).dtype == torch.float32
+
+
+@pytest.mark.slow  # librosa's beat tracker JIT-compiles (numba) on first use: ~1 min on a busy 2-core CPU
+def test_evaluate_scores_generated_and_reference_music(tiny, tmp_path):
+    from vem.model import VeM, save_checkpoint
+    from vem.training.evaluate import evaluate
+
+    torch.manual_seed(0)
+    path = tmp_path / "untrained.safetensors"
+    save_checkpoint(VeM(get_config("demo")), path)
+    result = evaluate(str(path), str(tiny["root"] / "cache"), count=1, steps=2)
+    row = result["rows"][0]
+    assert result["clips"] == 1 and row["clip"] == "clip_00000"
+    for key in ("tbiou_generated", "tbiou_reference", "biou", "mel_distance"):
+        assert np.isfinite(row[key]), key
+    assert 0.0 <= row["tbiou_reference"] <= 1.0 and row["mel_distance"] > 0
