@@ -103,7 +103,7 @@ class _VideoFeatures:
     fps: float
     frame_times_s: np.ndarray  # [T] at 16 fps
     aligner_frames: np.ndarray  # uint8 [T, A, A, 3]
-    transition_probabilities: np.ndarray  # float32 [T]
+    transition_probabilities: np.ndarray  # float32 [T]: detected, or 0/1 from a user's parse
     frame_embeddings: np.ndarray  # float32 [T, D_v]
     tag_probabilities: np.ndarray  # float32 [T, num_tags]
 
@@ -206,9 +206,12 @@ class Pipeline:
 
         with timer("parse"):
             features = self._video_features(decoded, duration)
+            if parse is None:
+                features.transition_probabilities = self.detector.predict(decoded.frames["transitions"])
             video_parse = self._parse(str(video), info.fps, features, parse, user_tags, caption)
             if parse is not None:
-                # The user's (possibly corrected) cuts drive the rhythm path too.
+                # The user's (possibly corrected) cuts drive the rhythm path too; the detector
+                # does not run at all.
                 features.transition_probabilities = cut_indicator(
                     np.asarray(video_parse.frame.transitions_s), len(features.frame_times_s), config.video.fps
                 ).astype(np.float32)
@@ -264,7 +267,8 @@ class Pipeline:
 
     # ---- stage 2: parse ------------------------------------------------------------------------
     def _video_features(self, decoded: Any, duration: float) -> _VideoFeatures:
-        probabilities = self.detector.predict(decoded.frames["transitions"])
+        """Visual embeddings and tag probabilities per 16 fps frame (transition probabilities are
+        filled in by the parse stage: detected, or taken from the user's parse)."""
         visual = self.runners["visual"]
         embeddings, logits = [], []
         frames = decoded.frames["visual"]
@@ -278,7 +282,7 @@ class Pipeline:
             fps=self.config.video.fps,
             frame_times_s=np.asarray(decoded.times_s, dtype=np.float64),
             aligner_frames=decoded.frames["aligner"],
-            transition_probabilities=probabilities.astype(np.float32),
+            transition_probabilities=np.zeros(len(decoded.times_s), dtype=np.float32),
             frame_embeddings=np.concatenate(embeddings).astype(np.float32),
             tag_probabilities=1.0 / (1.0 + np.exp(-tag_logits)),
         )

@@ -48,13 +48,15 @@ def spectrogram_image(
     height: int = 256,
     hit_tolerance_s: float = 0.07,
 ) -> np.ndarray:
-    import librosa
+    from .config import AudioConfig
+    from .mel import log_mel
 
     waveform = np.asarray(waveform, dtype=np.float32)
     duration = max(len(waveform) / sample_rate, 1e-6)
-    mel = librosa.feature.melspectrogram(y=waveform, sr=sample_rate, n_fft=1024, hop_length=160, n_mels=128)
-    db = librosa.power_to_db(mel + 1e-10, ref=np.max(mel) if mel.size and np.max(mel) > 0 else 1.0)
-    values = np.clip((db + 80.0) / 80.0, 0.0, 1.0)[::-1]  # low frequencies at the bottom
+    # The project's one log-mel definition (the model's input space), shown over a 9-nat range
+    # (about 80 dB of power) below its peak.
+    mel = log_mel(waveform, AudioConfig(sample_rate=sample_rate))
+    values = np.clip((mel - mel.max() + 9.0) / 9.0, 0.0, 1.0)[::-1]  # low frequencies at the bottom
     # Resample the image to width x height (nearest: keeps it crisp and dependency-free).
     cols = np.minimum((np.arange(width) * values.shape[1] / width).astype(int), values.shape[1] - 1)
     rows = np.minimum((np.arange(height) * values.shape[0] / height).astype(int), values.shape[0] - 1)

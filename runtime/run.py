@@ -42,24 +42,21 @@ def plan_outputs(args: argparse.Namespace, video: str, several: bool) -> Outputs
     video beside the outputs."""
     stem = Path(video).stem
     folder = Path(".")
-    audio: str | None = f"{stem}.vem.wav"
-    mp4: str | None = f"{stem}.vem.mp4"
-    if args.output:
-        target = Path(args.output)
-        if several or target.is_dir():
-            if not target.is_dir():
-                raise UsageError(f"-o {args.output}: with several videos -o must be an existing folder")
-            folder = target
-        elif target.suffix.lower() in AUDIO_SUFFIXES:
-            audio, mp4 = args.output, None
-        elif target.suffix.lower() == ".mp4":
-            audio, mp4 = None, args.output
-        else:
-            raise UsageError(f"-o {args.output}: use a .wav, .flac or .mp4 file name (or a folder)")
-    if audio and audio == f"{stem}.vem.wav":
-        audio = str(folder / audio)
-    if mp4 and mp4 == f"{stem}.vem.mp4":
-        mp4 = str(folder / mp4)
+    audio: str | None = None
+    mp4: str | None = None
+    target = Path(args.output) if args.output else None
+    if target is not None and (several or target.is_dir()):
+        if not target.is_dir():
+            raise UsageError(f"-o {args.output}: with several videos -o must be an existing folder")
+        folder = target
+    elif target is not None and target.suffix.lower() in AUDIO_SUFFIXES:
+        audio = args.output
+    elif target is not None and target.suffix.lower() == ".mp4":
+        mp4 = args.output
+    elif target is not None:
+        raise UsageError(f"-o {args.output}: use a .wav, .flac or .mp4 file name (or a folder)")
+    if audio is None and mp4 is None:  # no single file named: both, by the default names
+        audio, mp4 = str(folder / f"{stem}.vem.wav"), str(folder / f"{stem}.vem.mp4")
 
     def per_video(path: str | None, suffix: str) -> str | None:
         if not path:
