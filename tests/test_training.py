@@ -171,3 +171,59 @@ def test_evaluate_scores_generated_and_reference_music(tiny, tmp_path):
     for key in ("tbiou_generated", "tbiou_reference", "biou", "mel_distance"):
         assert np.isfinite(row[key]), key
     assert 0.0 <= row["tbiou_reference"] <= 1.0 and row["mel_distance"] > 0
+
+
+def test_runtime_text_words_conditions_as_the_runtime_does(tiny):
+    """Training's second wording of the text conditions is the runtime's: caption from the
+    predicted tags, one `describe_storyboard` sentence per storyboard, the runtime's encoder."""
+    from vem.model import VeM
+    from vem.runtime.captions import caption_from_tags
+    from vem.runtime.tags import TAG_GROUPS
+    from vem.runtime.text import HashedTextEncoder
+    from vem.training.phases import runtime_text
+
+    model = VeM(get_config("demo"))
+    clip = tiny["clips"][0]
+    words = runtime_text(model, clip, clip.story_start_s, clip.story_duration_s)
+    count = len(clip.story_start_s)
+    assert len(words.descriptions) == count and words.story_text.shape == (count, 128)
+    assert words.descriptions[0].startswith(f"The opening shot (1 of {count})")
+    assert words.caption == caption_from_tags(words.tags)
+    assert len(words.tags) >= len(TAG_GROUPS)  # one per group (+ maybe a second mood)
+    encoder = HashedTextEncoder(128)
+    np.testing.assert_array_equal(words.caption_emb, encoder.encode(words.caption))
+    np.testing.assert_array_equal(words.story_text, encoder.encode_batch(words.descriptions))
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_diffusion_batches_use_the_runtime_wording_at_its_share(tiny, share):
+    from vem.model import VeM
+
+    model = VeM(get_config("demo"))
+    phase = make_phase("diffusion", tiny["clips"], model, PhaseSettings(lr=1e-3, batch=4, minutes=1, max_steps=1))
+    phase.crop_seconds = (1.28, 1.28)
+    phase.runtime_text_share = share
+    phase.prepare(model)
+    batch = phase.sample_batch(np.random.default_rng(3))
+    runtime = {tuple(c.runtime_caption.tolist()) for c in phase.conditions}
+    synth = {tuple(c.caption.tolist()) for c in phase.conditions}
+    used = {tuple(row.tolist()) for row in batch["caption"]}
+    assert used <= (runtime if share == 1.0 else synth)
+
+
+def test_init_starts_a_new_run_from_saved_weights(tiny, tmp_path):
+    from vem.model import VeM, save_checkpoint
+
+    torch.manual_seed(5)
+    source = VeM(get_config("demo"))
+    source.config.vae.scale_factor = 0.37
+    save_checkpoint(source, tmp_path / "src.safetensors", dtype=torch.float16)
+    model, state = open_run(tmp_path / "run", get_config("demo"), resume=False, init=tmp_path / "src.safetensors")
+    assert state.done == [] and model.config.vae.scale_factor == pytest.approx(0.37)
+    for (name, a), b in zip(source.state_dict().items(), model.state_dict().values()):
+        if a.is_floating_point():
+            assert b.dtype == torch.float32, name
+            torch.testing.assert_close(b, a.half().float(), msg=name)
+    assert json.loads((tmp_path / "run" / "init.json").read_text())["init"].endswith("src.safetensors")
+    with pytest.raises(ValueError, match="not found"):
+        open_run(tmp_path / "run2", get_config("demo"), resume=False, init=tmp_path / "missing.pt")

@@ -85,6 +85,8 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default="demo", help="named config (default: demo)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--init", default=None,
+                        help="start a new run from these weights (a run's state.pt or a checkpoint) instead of random ones")
     parser.add_argument("--clips", type=int, default=None, help="use only the first N clips of --data")
     parser.add_argument("--minutes", default="", help="time budget per phase, e.g. vae=5,diffusion=12")
     parser.add_argument("--steps", default="", help="step limit per phase, e.g. vae=500")
@@ -140,7 +142,7 @@ def train_main(argv: list[str] | None = None) -> int:
         if args.command == "cache":
             return 0
         clips = load_cache(cache)
-        model, state = open_run(out, config, resume=args.resume, seed=args.seed)
+        model, state = open_run(out, config, resume=args.resume, seed=args.seed, init=args.init)
     except ValueError as exc:
         print(f"vem-train: {exc}", file=sys.stderr)
         return 2

@@ -76,8 +76,26 @@ def load_state(path: Path) -> tuple[VeM, RunState]:
     return model, state
 
 
-def open_run(out_dir: str | os.PathLike, config: VemConfig, resume: bool, seed: int = 0) -> tuple[VeM, RunState]:
-    """A fresh model (refusing to overwrite an existing run unless ``resume``) or the saved one."""
+def init_model(path: str | os.PathLike) -> VeM:
+    """Weights to start a new run from: another run's ``state.pt`` (full precision) or a
+    `save_checkpoint` file (the shipped checkpoint stores float16; training continues in float32)."""
+    from vem.model import load_checkpoint
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--init: not found: {path}")
+    if path.suffix == ".pt":
+        return load_state(path)[0]
+    return load_checkpoint(path).float()
+
+
+def open_run(out_dir: str | os.PathLike, config: VemConfig, resume: bool, seed: int = 0,
+             init: str | os.PathLike | None = None) -> tuple[VeM, RunState]:
+    """A fresh model (refusing to overwrite an existing run unless ``resume``) or the saved one.
+
+    ``init``: start the fresh run from these weights (and their config, latent scale included)
+    instead of random ones, so finished phases can be trained further in a new run folder; the
+    source is recorded in ``init.json``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / STATE_FILE
@@ -86,6 +104,10 @@ def open_run(out_dir: str | os.PathLike, config: VemConfig, resume: bool, seed: 
             raise ValueError(f"{out} already holds a run ({STATE_FILE}); pass --resume to continue it or pick another --out")
         return load_state(path)
     torch.manual_seed(seed)
+    if init is not None:
+        model = init_model(init)
+        (out / "init.json").write_text(json.dumps({"init": str(init), "config": model.config.name}))
+        return model, RunState(config=model.config, seed=seed)
     return VeM(config), RunState(config=config, seed=seed)
 
 

@@ -16,6 +16,9 @@ Phase 2 ``diffusion``: latent diffusion (epsilon MSE, Eq. 5) on random 4-6 s cro
                dropout (all tokens -> null tokens) for classifier-free guidance; no adapter
                (aligner_features=None). The VAE latent scale (LDM's scale_by_std: 1 / std of the
                latents) is measured first and stored in ``config.vae.scale_factor``.
+               Half of the samples carry the runtime's wording of the text conditions
+               (`runtime_text`: caption, tags and storyboard descriptions from the predicted
+               tags), half vem-synth's, so the model serves the runtime's sentences too.
 Phase 3 ``adapter``: the TB adapters (Eq. 10) with the frozen aligner's features, jointly with
                the T-UNet at a tenth of the adapter's learning rate.
 
@@ -285,6 +288,12 @@ class ClipConditions:
     story_start_s: np.ndarray
     story_duration_s: np.ndarray
     aligner_features: torch.Tensor | None = None  # [T_lat, D_a] at the latent frame rate
+    # The same conditions worded the way the runtime words them (no captioner on the device):
+    # caption and tags from the style head's predicted tags, each storyboard's description from
+    # its own predicted tags (`runtime_text`).
+    runtime_caption: torch.Tensor | None = None
+    runtime_tags: torch.Tensor | None = None
+    runtime_story_text: torch.Tensor | None = None
 
 
 @torch.no_grad()
@@ -297,6 +306,47 @@ def clip_story_visual(model, clip: Clip, stride: int = 4) -> torch.Tensor:
     spans = [Span(float(s), float(d)) for s, d in zip(clip.story_start_s, clip.story_duration_s)]
     index = torch.from_numpy(frame_storyboard_index(times, spans))
     return pool_storyboards(emb, index, len(spans))
+
+
+@dataclass
+class RuntimeText:
+    caption: str
+    tags: list[str]
+    descriptions: list[str]
+    caption_emb: np.ndarray  # [D_t]
+    tags_emb: np.ndarray  # [D_t]
+    story_text: np.ndarray  # [N, D_t]
+
+
+@torch.no_grad()
+def runtime_text(model, clip: Clip, story_start_s: np.ndarray, story_duration_s: np.ndarray,
+                 stride: int = 2) -> RuntimeText:
+    """The text conditions the runtime would build for ``clip`` (vem.runtime.pipeline's parse):
+    global tags = `tags_from_probabilities` of the style head's mean per-frame probabilities,
+    caption = `caption_from_tags`, storyboard i's description = `describe_storyboard` of the tags
+    predicted from its own frames. Training on these sentences for a share of samples removes the
+    train/inference mismatch between vem-synth's hand-written descriptions and the runtime's."""
+    from vem.runtime.captions import caption_from_tags, describe_storyboard, tags_from_probabilities
+    from vem.runtime.text import HashedTextEncoder
+
+    model.visual.eval()
+    model.style_head.eval()
+    frames = clip.visual[::stride]
+    times = np.arange(len(clip.visual))[::stride] / model.config.video.fps
+    logits = model.style_head(model.visual(_to_unit(frames).permute(0, 3, 1, 2)))
+    probabilities = torch.sigmoid(logits).double().numpy()
+    tags = tags_from_probabilities(probabilities.mean(0))
+    caption = caption_from_tags(tags)
+    spans = [Span(float(s), float(d)) for s, d in zip(story_start_s, story_duration_s)]
+    index = frame_storyboard_index(times, spans)
+    descriptions = []
+    for i in range(len(spans)):
+        members = index == i
+        pooled = (probabilities[members] if members.any() else probabilities).mean(0)
+        descriptions.append(describe_storyboard(i, len(spans), tags_from_probabilities(pooled)))
+    encoder = HashedTextEncoder(model.config.condition.text_dim)
+    return RuntimeText(caption, tags, descriptions, encoder.encode(caption), encoder.encode_tags(tags),
+                       encoder.encode_batch(descriptions))
 
 
 @torch.no_grad()
@@ -321,6 +371,7 @@ class DiffusionPhase(Phase):
     name = "diffusion"
     crop_seconds = (4.0, 6.0)
     cond_dropout = 0.1
+    runtime_text_share = 0.5  # share of samples conditioned on the runtime's wording (`runtime_text`)
     uses_aligner = False
 
     def __init__(self, clips, settings):
@@ -333,6 +384,7 @@ class DiffusionPhase(Phase):
         self.conditions = []
         for clip in self.clips:
             latent = clip_latent(model, clip)
+            words = runtime_text(model, clip, clip.story_start_s, clip.story_duration_s)
             self.conditions.append(ClipConditions(
                 latent=latent,
                 caption=torch.from_numpy(clip.caption),
@@ -342,6 +394,9 @@ class DiffusionPhase(Phase):
                 story_start_s=clip.story_start_s,
                 story_duration_s=clip.story_duration_s,
                 aligner_features=clip_aligner_features(model, clip, latent.shape[1]) if self.uses_aligner else None,
+                runtime_caption=torch.from_numpy(words.caption_emb),
+                runtime_tags=torch.from_numpy(words.tags_emb),
+                runtime_story_text=torch.from_numpy(words.story_text),
             ))
         if not self.uses_aligner:  # phase 2 fixes the latent scale; phase 3 keeps it
             std = float(torch.cat([c.latent.flatten() for c in self.conditions]).std())
@@ -380,12 +435,14 @@ class DiffusionPhase(Phase):
         batch = {key: [] for key in ("latent", "caption", "tags", "story_text", "story_visual", "start", "duration", "features")}
         for cond, offset, keep, start, duration in items:
             pad = n - len(keep)
+            runtime_words = cond.runtime_caption is not None and rng.random() < self.runtime_text_share
             batch["latent"].append(cond.latent[:, offset : offset + length])
-            batch["caption"].append(cond.caption)
-            batch["tags"].append(cond.tags)
+            batch["caption"].append(cond.runtime_caption if runtime_words else cond.caption)
+            batch["tags"].append(cond.runtime_tags if runtime_words else cond.tags)
+            story_text = cond.runtime_story_text if runtime_words else cond.story_text
             # Padding storyboards have zero duration: no latent frame is inside them, so no frame
             # attends to their tokens (and every real frame has its own storyboard).
-            batch["story_text"].append(F.pad(cond.story_text[keep], (0, 0, 0, pad)))
+            batch["story_text"].append(F.pad(story_text[keep], (0, 0, 0, pad)))
             batch["story_visual"].append(F.pad(cond.story_visual[keep], (0, 0, 0, pad)))
             batch["start"].append(torch.from_numpy(np.pad(start, (0, pad))))
             batch["duration"].append(torch.from_numpy(np.pad(duration, (0, pad))))
