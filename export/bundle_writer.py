@@ -103,6 +103,14 @@ class ExportResult:
     seconds: float
 
 
+def _source_hash(source: Any) -> dict[str, str]:
+    """The checkpoint's sha256 when the source is a file: ties a bundle to the exact weights it
+    came from (the shipped bundle's drift test compares it with the shipped checkpoint)."""
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
+        return {"checkpoint_sha256": onnx_utils.sha256_file(Path(source))}
+    return {}
+
+
 def load_source(source: Any, *, seed: int = 0):
     """A VeM from a VeM, a VemConfig, a config name ("demo", "paper") or a checkpoint path.
 
@@ -380,7 +388,7 @@ def export_bundle(
             text_encoder=_text_encoder(config),
             tags=_tags(),
             components=entries,
-            built_with={**_versions(), "source": source_text, "precisions": wanted},
+            built_with={**_versions(), "source": source_text, "precisions": wanted, **_source_hash(source)},
         )
         manifest.write(folder)
 

@@ -158,19 +158,35 @@ def test_cli_trains_a_phase_and_ships_fp16_weights(tiny, tmp_path):
 
 
 @pytest.mark.slow  # librosa's beat tracker JIT-compiles (numba) on first use: ~1 min on a busy 2-core CPU
-def test_evaluate_scores_generated_and_reference_music(tiny, tmp_path):
+def test_evaluate_scores_every_row_of_the_table(tiny, tmp_path):
     from vem.model import VeM, save_checkpoint
-    from vem.training.evaluate import evaluate
+    from vem.training.evaluate import ALL_VARIANTS, evaluate, markdown_table
 
     torch.manual_seed(0)
     path = tmp_path / "untrained.safetensors"
     save_checkpoint(VeM(get_config("demo")), path)
-    result = evaluate(str(path), str(tiny["root"] / "cache"), count=1, steps=2)
-    row = result["rows"][0]
-    assert result["clips"] == 1 and row["clip"] == "clip_00000"
-    for key in ("tbiou_generated", "tbiou_reference", "biou", "mel_distance"):
-        assert np.isfinite(row[key]), key
-    assert 0.0 <= row["tbiou_reference"] <= 1.0 and row["mel_distance"] > 0
+    result = evaluate(str(path), str(tiny["root"] / "cache"), count=2, steps=2, png_dir=str(tmp_path / "png"))
+    assert result["clips"] == 2 and len(result["rows"]) == 2 * len(ALL_VARIANTS)
+    truth = [r for r in result["rows"] if r["variant"] == "ground_truth"]
+    assert all(r["biou"] == 1.0 and r["mel_distance"] == 0.0 for r in truth)  # the music against itself
+    for row in result["rows"]:
+        for key in ("tbiou", "biou", "mel_distance", "peak", "clipped_share", "longest_silence_s"):
+            assert np.isfinite(row[key]), (row["variant"], key)
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["clip_00000_full.png", "clip_00001_full.png"]
+    table = markdown_table(result)
+    assert table.count("\n") == 1 + len(ALL_VARIANTS) and "without SG-CAtt" in table
+
+
+def test_listen_level_facts():
+    from vem.training.evaluate import longest_silence_s, tempo_cv
+
+    assert tempo_cv(np.arange(10) * 0.5) == pytest.approx(0.0, abs=1e-12)
+    assert tempo_cv(np.array([0.0, 0.5, 1.5, 2.0])) > 0.3
+    rate = 1000
+    wave = np.ones(3 * rate, dtype=np.float32) * 0.1
+    wave[1000:2200] = 0.0  # 1.2 s of silence
+    assert longest_silence_s(wave, rate) == pytest.approx(1.2, abs=0.05)
+    assert longest_silence_s(np.ones(rate, dtype=np.float32), rate) == 0.0
 
 
 def test_runtime_text_words_conditions_as_the_runtime_does(tiny):

@@ -1,10 +1,27 @@
-"""Quick held-out check of a checkpoint: TBIoU / hit rate / BIoU / mel distance of generated music
-against the ground-truth music, on cached clips (PAPER.md §7 metrics, librosa beats).
+"""Held-out evaluation of a checkpoint in the paper's Table 4 form (PAPER.md §7 metrics).
 
-Conditions are the real ones the runtime would build, from the cache: caption and tag
-embeddings, the ground-truth storyboards' description embeddings and times, the storyboards'
-pooled visual embeddings (the trained visual encoder) and the frozen aligner's features over
-RGB + TransNetV2 probability. Generation is `vem.model.pipeline.generate` (torch reference).
+For every cached held-out clip, music is scored against the clip's ground-truth transitions
+(TBIoU, the 70 ms hit rate and its chance level) and against the clip's reference music (BIoU
+of the beats, log-mel distance), with librosa beats (`vem.runtime.beats`). Rows:
+
+- ``ground_truth``  the clip's own music (vem-synth's reference);
+- ``shuffled``      the next clip's music (same data, no relation to this video);
+- ``no_tb_adapter`` the model without the rhythm path (no aligner features: the TB adapters add 0);
+- ``no_sg_catt``    the model with SG-CAtt's storyboard mask removed, so every latent frame
+                    attends to every storyboard (plain cross-attention). Same weights: an
+                    inference-time ablation, not a model trained without the mask;
+- ``full``          the model as the runtime runs it.
+
+Conditions are the ones the runtime builds (`vem.training.phases.runtime_text`: caption, tags
+and storyboard descriptions worded from the style head's predicted tags; storyboard visual
+embeddings from the trained visual encoder; the frozen aligner's features over RGB + the
+TransNetV2 probability), on the ground-truth storyboard spans, as `vem-run --parse` would get
+them. ``--text reference`` uses vem-synth's own sentences instead. Generation is the torch
+reference (`vem.model.pipeline.generate`), which the exported runtime matches (export parity).
+
+Listen-level facts per generated clip: beat-interval coefficient of variation (steady tempo),
+the share of clipped samples (|x| >= 0.999) and the longest silence (50 ms frames below
+-60 dBFS RMS).
 """
 
 from __future__ import annotations
@@ -20,83 +37,242 @@ import torch
 from vem.model import generate, load_checkpoint
 from vem.runtime.beats import track_beats
 from vem.runtime.mel import log_mel, mel_distance
-from vem.runtime.metrics import biou, hit_rate, tbiou
+from vem.runtime.metrics import biou, chance_hit_rate, hit_rate, tbiou
 
-from .data import load_cache
-from .phases import aligner_input, clip_story_visual
+from .data import Clip, load_cache
+from .phases import aligner_input, clip_story_visual, runtime_text
+
+MODEL_VARIANTS = ("no_tb_adapter", "no_sg_catt", "full")
+ALL_VARIANTS = ("ground_truth", "shuffled") + MODEL_VARIANTS
+LABELS = {
+    "ground_truth": "ground-truth music",
+    "shuffled": "shuffled music (another clip's)",
+    "no_tb_adapter": "VeM-demo without TB-As",
+    "no_sg_catt": "VeM-demo without SG-CAtt (mask off)",
+    "full": "VeM-demo (full)",
+}
+CLIP_LEVEL = 0.999
+SILENCE_DBFS = -60.0
+SILENCE_FRAME_S = 0.05
+
+
+def tempo_cv(beats_s: np.ndarray) -> float:
+    """Coefficient of variation of the beat intervals (0 = perfectly steady); NaN below 3 beats."""
+    intervals = np.diff(np.sort(np.asarray(beats_s, dtype=np.float64)))
+    if intervals.size < 2 or intervals.mean() <= 0:
+        return math.nan
+    return float(intervals.std() / intervals.mean())
+
+
+def longest_silence_s(wave: np.ndarray, rate: int, level_dbfs: float = SILENCE_DBFS,
+                      frame_s: float = SILENCE_FRAME_S) -> float:
+    """Longest run of consecutive ``frame_s`` frames whose RMS is below ``level_dbfs``."""
+    hop = max(1, int(round(frame_s * rate)))
+    count = len(wave) // hop
+    if count == 0:
+        return 0.0
+    rms = np.sqrt(np.mean(np.asarray(wave[: count * hop], dtype=np.float64).reshape(count, hop) ** 2, axis=1))
+    quiet = rms < 10.0 ** (level_dbfs / 20.0)
+    longest = run = 0
+    for q in quiet:
+        run = run + 1 if q else 0
+        longest = max(longest, run)
+    return longest * hop / rate
+
+
+def score(wave: np.ndarray, beats: np.ndarray, clip: Clip, ref_wave: np.ndarray, ref_beats: np.ndarray,
+          rate: int) -> dict:
+    frames = min(len(wave), len(ref_wave))
+    return {
+        "tbiou": tbiou(clip.cuts_s, beats),
+        "biou": biou(ref_beats, beats),
+        "hit70": hit_rate(clip.cuts_s, beats),
+        "chance70": chance_hit_rate(beats, clip.duration_s) if len(clip.cuts_s) else math.nan,
+        "mel_distance": mel_distance(log_mel(wave[:frames]), log_mel(ref_wave[:frames])),
+        "tempo_cv": tempo_cv(beats),
+        "peak": float(np.max(np.abs(wave))) if len(wave) else 0.0,
+        "clipped_share": float(np.mean(np.abs(wave) >= CLIP_LEVEL)) if len(wave) else 0.0,
+        "longest_silence_s": longest_silence_s(wave, rate),
+        "beats": int(len(beats)),
+    }
 
 
 @torch.no_grad()
-def evaluate(checkpoint: str, cache_dir: str, count: int = 20, steps: int | None = None,
-             guidance: float | None = None, use_aligner: bool = True, seed: int = 0) -> dict:
-    model = load_checkpoint(checkpoint)
-    cfg = model.config
-    rate = cfg.audio.sample_rate
-    clips = load_cache(cache_dir)[:count]
-    rows = []
-    for clip in clips:
-        seconds = clip.duration_s
-        features = None
-        if use_aligner:
-            features, _ = model.aligner(aligner_input(clip.aligner, clip.trans_prob))
+def generate_for_clip(model, clip: Clip, variant: str, steps: int | None, guidance: float | None, seed: int,
+                      text: str = "runtime") -> np.ndarray:
+    if variant not in MODEL_VARIANTS:
+        raise ValueError(f"not a model variant: {variant!r}")
+    if text == "runtime":
+        words = runtime_text(model, clip, clip.story_start_s, clip.story_duration_s)
+        caption, tags, story_text = words.caption_emb, words.tags_emb, words.story_text
+    else:
+        caption, tags, story_text = clip.caption, clip.tags_emb, clip.story_text
+    features = None
+    if variant != "no_tb_adapter":
+        features, _ = model.aligner(aligner_input(clip.aligner, clip.trans_prob))
+    saved = model.unet.use_storyboard_mask
+    model.unet.use_storyboard_mask = saved and variant != "no_sg_catt"
+    try:
         out = generate(
             model,
-            torch.from_numpy(clip.caption)[None],
-            torch.from_numpy(clip.tags_emb)[None],
-            torch.from_numpy(clip.story_text)[None],
+            torch.from_numpy(caption)[None],
+            torch.from_numpy(tags)[None],
+            torch.from_numpy(story_text)[None],
             clip_story_visual(model, clip)[None],
             torch.from_numpy(clip.story_start_s)[None],
             torch.from_numpy(clip.story_duration_s)[None],
-            seconds,
+            clip.duration_s,
             aligner_features=features,
             steps=steps,
             guidance=guidance,
             seed=seed,
         )
-        wave = out.waveform[0].numpy()
-        reference = clip.wave[: len(wave)]
-        gen_beats = track_beats(wave, rate)
-        ref_beats = track_beats(reference, rate)
-        frames = min(len(wave), len(reference))
-        rows.append({
-            "clip": clip.name,
-            "seconds": seconds,
-            "tbiou_generated": tbiou(clip.cuts_s, gen_beats),
-            "tbiou_reference": tbiou(clip.cuts_s, ref_beats),
-            "hit70_generated": hit_rate(clip.cuts_s, gen_beats),
-            "hit70_reference": hit_rate(clip.cuts_s, ref_beats),
-            "biou": biou(ref_beats, gen_beats),
-            "mel_distance": mel_distance(log_mel(wave[:frames]), log_mel(reference[:frames])),
-            "peak": float(np.max(np.abs(wave))),
-            "rms": float(np.sqrt(np.mean(wave ** 2))),
-        })
-        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    keys = [k for k in rows[0] if k != "clip"]
-    mean = {k: float(np.nanmean([r[k] for r in rows if not (isinstance(r[k], float) and math.isnan(r[k]))] or [math.nan]))
-            for k in keys}
-    return {"checkpoint": str(checkpoint), "clips": len(rows), "steps": steps or cfg.diffusion.steps,
-            "guidance": guidance if guidance is not None else cfg.diffusion.guidance, "use_aligner": use_aligner,
-            "mean": mean, "rows": rows}
+    finally:
+        model.unet.use_storyboard_mask = saved
+    return out.waveform[0].float().numpy()
+
+
+def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | None = None,
+             guidance: float | None = None, variants: tuple[str, ...] = ALL_VARIANTS, seed: int = 0,
+             text: str = "runtime", png_dir: str | None = None, png_clips: int = 2,
+             log=None) -> dict:
+    """Score ``variants`` on the first ``count`` clips of ``cache_dir``; returns rows and means."""
+    from vem.runtime.plot import write_spectrogram_png
+
+    unknown = [v for v in variants if v not in ALL_VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; choose from {list(ALL_VARIANTS)}")
+    model = load_checkpoint(checkpoint).float().eval()
+    rate = model.config.audio.sample_rate
+    clips = load_cache(cache_dir)[:count]
+    if len(clips) < 2 and "shuffled" in variants:
+        raise ValueError("the shuffled row needs at least 2 clips")
+    reference_beats = [track_beats(c.wave, rate) for c in clips]
+    rows = []
+    for i, clip in enumerate(clips):
+        ref_wave, ref_beats = clip.wave, reference_beats[i]
+        for variant in variants:
+            if variant == "ground_truth":
+                wave, beats = ref_wave, ref_beats
+            elif variant == "shuffled":
+                j = (i + 1) % len(clips)
+                wave = np.resize(clips[j].wave, len(ref_wave))  # loops the other clip's music if shorter
+                beats = track_beats(wave, rate)
+            else:
+                wave = generate_for_clip(model, clip, variant, steps, guidance, seed, text)
+                beats = track_beats(wave, rate)
+                if png_dir is not None and i < png_clips and variant == "full":
+                    Path(png_dir).mkdir(parents=True, exist_ok=True)
+                    write_spectrogram_png(str(Path(png_dir) / f"{clip.name}_full.png"), wave, rate, clip.cuts_s, beats)
+            row = {"clip": clip.name, "variant": variant, "seconds": clip.duration_s, "cuts": int(len(clip.cuts_s)),
+                   **score(wave, beats, clip, ref_wave, ref_beats, rate)}
+            rows.append(row)
+            if log is not None:
+                print(json.dumps(row), file=log, flush=True)
+    return {
+        "checkpoint": str(checkpoint), "cache": str(cache_dir), "clips": len(clips),
+        "steps": steps or model.config.diffusion.steps,
+        "guidance": guidance if guidance is not None else model.config.diffusion.guidance,
+        "seed": seed, "text": text, "beat_tracker": "librosa",
+        "summary": summarise(rows, variants), "rows": rows,
+    }
+
+
+def _mean_ci(values: list[float]) -> tuple[float, float]:
+    finite = np.array([v for v in values if not (isinstance(v, float) and math.isnan(v))], dtype=np.float64)
+    if finite.size == 0:
+        return math.nan, math.nan
+    half = 1.96 * finite.std(ddof=1) / math.sqrt(finite.size) if finite.size > 1 else math.nan
+    return float(finite.mean()), float(half)
+
+
+def summarise(rows: list[dict], variants: tuple[str, ...]) -> dict:
+    """Per variant: mean and 95 % half-width (normal approximation over clips) of every metric,
+    plus paired differences of TBIoU and the hit rate between the full model and each ablation."""
+    keys = ("tbiou", "biou", "hit70", "chance70", "mel_distance", "tempo_cv", "peak", "clipped_share",
+            "longest_silence_s")
+    out = {}
+    for variant in variants:
+        mine = [r for r in rows if r["variant"] == variant]
+        stats = {}
+        for key in keys:
+            mean, half = _mean_ci([float(r[key]) for r in mine])
+            stats[key] = mean
+            stats[key + "_ci95"] = half
+        stats["max_peak"] = float(max(r["peak"] for r in mine)) if mine else math.nan
+        stats["max_silence_s"] = float(max(r["longest_silence_s"] for r in mine)) if mine else math.nan
+        stats["clips"] = len(mine)
+        out[variant] = stats
+    if "full" in variants:
+        full = {r["clip"]: r for r in rows if r["variant"] == "full"}
+        for other in variants:
+            if other == "full":
+                continue
+            theirs = {r["clip"]: r for r in rows if r["variant"] == other}
+            for key in ("tbiou", "hit70"):
+                diffs = [full[c][key] - theirs[c][key] for c in full if c in theirs
+                         and not math.isnan(full[c][key]) and not math.isnan(theirs[c][key])]
+                mean, half = _mean_ci(diffs)
+                out.setdefault("paired_full_minus", {}).setdefault(other, {})[key] = {"mean": mean, "ci95": half}
+    return out
+
+
+def markdown_table(result: dict) -> str:
+    """The README table (PAPER.md Table 4 layout) from an `evaluate` result."""
+    summary = result["summary"]
+
+    def cell(stats: dict, key: str, digits: int = 3) -> str:
+        value, half = stats.get(key, math.nan), stats.get(key + "_ci95", math.nan)
+        if value is None or math.isnan(value):
+            return "–"
+        return f"{value:.{digits}f} ± {half:.{digits}f}" if half == half else f"{value:.{digits}f}"
+
+    lines = ["| music | BIoU ↑ | TBIoU ↑ | hit@70 ms ↑ (chance) | mel distance ↓ | beat-interval CV | max peak |"
+             " longest silence (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for variant in ALL_VARIANTS:
+        if variant not in summary:
+            continue
+        s = summary[variant]
+        lines.append(f"| {LABELS[variant]} | {cell(s, 'biou')} | {cell(s, 'tbiou')} | {cell(s, 'hit70')} "
+                     f"({s['chance70']:.3f}) | {cell(s, 'mel_distance')} | {cell(s, 'tempo_cv')} | "
+                     f"{s['max_peak']:.3f} | {s['max_silence_s']:.2f} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m vem.training.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint")
-    parser.add_argument("cache")
-    parser.add_argument("--count", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--guidance", type=float, default=None)
-    parser.add_argument("--no-aligner", action="store_true")
-    parser.add_argument("--json", default=None)
+    parser.add_argument("checkpoint", help="a VeM checkpoint (safetensors)")
+    parser.add_argument("cache", help="a `vem-train cache` folder of held-out clips")
+    parser.add_argument("--count", type=int, default=100, help="clips (default: 100)")
+    parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the config's)")
+    parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the config's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", default=",".join(ALL_VARIANTS),
+                        help=f"comma-separated rows (default: all of {','.join(ALL_VARIANTS)})")
+    parser.add_argument("--text", choices=("runtime", "reference"), default="runtime",
+                        help="wording of the text conditions (default: the runtime's)")
+    parser.add_argument("--png-dir", default=None, help="write spectrogram PNGs of the full model's first clips here")
+    parser.add_argument("--json", default=None, help="write the rows and the summary here")
+    parser.add_argument("--markdown", default=None, help="write the table here")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    result = evaluate(args.checkpoint, args.cache, args.count, args.steps, args.guidance, not args.no_aligner)
-    print(json.dumps(result["mean"], indent=2))
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    try:
+        result = evaluate(args.checkpoint, args.cache, args.count, args.steps, args.guidance, variants, args.seed,
+                          args.text, args.png_dir, log=sys.stderr)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"evaluate: {exc}", file=sys.stderr)
+        return 2
+    table = markdown_table(result)
+    print(table)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")
     return 0
 
 
