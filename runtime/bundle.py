@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +164,8 @@ def validate_manifest_data(data: Any) -> list[str]:
             VemConfig.from_dict(config)
         except (TypeError, ValueError) as error:
             problems.append(f"config: {error}")
+        else:
+            _check_config_values(config, VemConfig().to_dict(), "config.", problems)
     sampler = need("sampler", dict)
     if sampler is not None:
         need("name", str, sampler, "sampler.")
@@ -217,6 +220,45 @@ def validate_manifest_data(data: Any) -> list[str]:
     return problems
 
 
+# Config values the runtime divides by or counts with: zero would fail deep inside a run.
+_POSITIVE_CONFIG = frozenset({"config.max_seconds", "config.audio.sample_rate", "config.audio.hop_length",
+                              "config.video.fps", "config.diffusion.num_train_steps", "config.diffusion.steps"})
+
+
+def _check_config_values(data: dict, default: dict, prefix: str, problems: list[str]) -> None:
+    """Each config value has the type of the default config's (VemConfig builds from any JSON, so
+    a string where a size belongs would surface only as a crash mid-run) and numbers are finite
+    and not negative."""
+    for key, value in data.items():
+        if key in default:  # VemConfig.from_dict reports unknown fields
+            _check_config_value(value, default[key], f"{prefix}{key}", problems)
+
+
+def _check_config_value(value: Any, expected: Any, where: str, problems: list[str]) -> None:
+    if isinstance(expected, dict):
+        if not isinstance(value, dict):
+            problems.append(f"{where}: expected an object, got {type(value).__name__}")
+        else:
+            _check_config_values(value, expected, where + ".", problems)
+    elif isinstance(expected, (list, tuple)):  # asdict keeps VemConfig's tuples
+        if not isinstance(value, list):
+            problems.append(f"{where}: expected a list, got {type(value).__name__}")
+        elif expected:
+            for index, item in enumerate(value):
+                _check_config_value(item, expected[0], f"{where}[{index}]", problems)
+    elif isinstance(expected, (bool, str)):
+        if type(value) is not type(expected):
+            problems.append(f"{where}: expected {_kind_name(type(expected))}, got {type(value).__name__}")
+    elif isinstance(expected, (int, float)):
+        kinds = (int,) if isinstance(expected, int) else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            problems.append(f"{where}: expected {_kind_name(kinds[-1])}, got {type(value).__name__}")
+        elif not (math.isfinite(value) and value >= 0):
+            problems.append(f"{where}: must be a finite number >= 0, got {value!r}")
+        elif where in _POSITIVE_CONFIG and value <= 0:
+            problems.append(f"{where}: must be > 0, got {value!r}")
+
+
 def _check_file_fields(entry: dict, prefix: str, need: Any, problems: list[str]) -> None:
     file = need("file", str, entry, prefix)
     if file is not None and (os.path.isabs(file) or ".." in Path(file).parts):
@@ -249,7 +291,8 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number"}
+    names = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
+             bool: "true or false"}
     return " or ".join(names.get(k, k.__name__) for k in _as_tuple(kind))
 
 
