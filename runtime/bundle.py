@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,9 +169,11 @@ def validate_manifest_data(data: Any) -> list[str]:
     if sampler is not None:
         need("name", str, sampler, "sampler.")
         steps = need("steps", int, sampler, "sampler.")
-        if steps is not None and steps < 1:
-            problems.append("sampler.steps: must be >= 1")
-        need("guidance", (int, float), sampler, "sampler.")
+        if steps is not None and not 1 <= steps <= 10_000:
+            problems.append(f"sampler.steps: must be in 1..10000, got {_short(steps)}")
+        guidance = need("guidance", (int, float), sampler, "sampler.")
+        if guidance is not None and not abs(guidance) <= 1e6:  # also NaN and infinities
+            problems.append(f"sampler.guidance: must be a finite number, got {_short(guidance)}")
     need("text_encoder", dict)
     tags = need("tags", list)
     if tags is not None and not all(isinstance(tag, str) and tag for tag in tags):
@@ -195,6 +196,7 @@ def validate_manifest_data(data: Any) -> list[str]:
                 problems.append(f"{prefix}: duplicate entry for {name} at {precision}")
             seen.add((name, precision))
             _check_file_fields(entry, prefix, need, problems)
+            _check_optional_object(entry, ("parity", "notes"), prefix, problems)
             for side in ("inputs", "outputs"):
                 specs = need(side, list, entry, prefix)
                 for spec_index, spec in enumerate(specs or []):
@@ -203,6 +205,7 @@ def validate_manifest_data(data: Any) -> list[str]:
         for required in COMPONENTS:
             if required not in present:
                 problems.append(f"components: no entry for the required component {required!r}")
+    _check_optional_object(data, ("built_with", "calibration"), "", problems)
     engines = data.get("engines", [])
     if not isinstance(engines, list):
         problems.append("engines: expected a list")
@@ -218,6 +221,14 @@ def validate_manifest_data(data: Any) -> list[str]:
             need("compute_capability", str, entry, prefix)
             _check_file_fields(entry, prefix, need, problems)
     return problems
+
+
+_MAX_CONFIG_NUMBER = 1e12  # no size, rate or count of a model comes near; beyond it floats overflow
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**limit else f"an integer of {limit}+ digits"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # Config values the runtime divides by or counts with: zero would fail deep inside a run.
@@ -253,10 +264,16 @@ def _check_config_value(value: Any, expected: Any, where: str, problems: list[st
         kinds = (int,) if isinstance(expected, int) else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds):
             problems.append(f"{where}: expected {_kind_name(kinds[-1])}, got {type(value).__name__}")
-        elif not (math.isfinite(value) and value >= 0):
-            problems.append(f"{where}: must be a finite number >= 0, got {value!r}")
+        elif not 0 <= value <= _MAX_CONFIG_NUMBER:  # NaN fails this too; an int is compared exactly
+            problems.append(f"{where}: must be a number in 0..{_MAX_CONFIG_NUMBER:g}, got {_short(value)}")
         elif where in _POSITIVE_CONFIG and value <= 0:
-            problems.append(f"{where}: must be > 0, got {value!r}")
+            problems.append(f"{where}: must be > 0, got {value}")
+
+
+def _check_optional_object(entry: dict, keys: tuple[str, ...], prefix: str, problems: list[str]) -> None:
+    for key in keys:
+        if entry.get(key) is not None and not isinstance(entry[key], dict):
+            problems.append(f"{prefix}{key}: expected an object or null, got {type(entry[key]).__name__}")
 
 
 def _check_file_fields(entry: dict, prefix: str, need: Any, problems: list[str]) -> None:
