@@ -355,6 +355,22 @@ def test_disk_full_while_muxing_the_mp4(demo_bundle, clip, tmp_path, capsys, mon
     assert list(out.iterdir()) == []
 
 
+def test_ctrl_c_while_writing_leaves_nothing(demo_bundle, clip, tmp_path, capsys, monkeypatch):
+    from vem.runtime import audio
+
+    def interrupted(path, pcm, sample_rate):
+        Path(path).write_bytes(b"RIFF")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(audio, "_write_wav", interrupted)
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    code, err = run(capsys, *_generate_args(clip, tmp_path, demo_bundle))
+    assert code == 130 and err.startswith("error: interrupted")
+    assert list(out.iterdir()) == []
+
+
 def _mount_tmpfs(folder: Path, size: str) -> bool:
     if os.geteuid() != 0 or not shutil.which("mount"):
         return False
@@ -436,38 +452,43 @@ def test_bad_manifest_is_exit_4(demo_bundle, clip, tmp_path, capsys, monkeypatch
     assert_one_error(code, err, EXIT_BUNDLE, phrase)
 
 
-def test_engine_for_another_gpu_falls_back_to_onnx_with_a_warning(demo_bundle, clip, tmp_path, capsys,
-                                                                  monkeypatch):
-    """The manifest lists a denoiser engine built for an H100 (sm_90, TensorRT 10.7); this machine
-    is simulated as an Orin (sm_87) with TensorRT 10.3 (TensorRT itself is not needed: the choice
-    reads only these two facts). The run must finish on ONNX Runtime and say why, in one line."""
+@pytest.mark.parametrize("built_for, why", [
+    (("9.0", "10.3.0"), "compute capability 9.0, this GPU is 8.7"),  # an H100's engine on an Orin
+    (("8.7", "10.7.0"), "built with TensorRT 10.7.0, this machine has TensorRT 10.3.0"),
+], ids=["other-gpu", "other-tensorrt"])
+def test_engine_for_another_machine_falls_back_to_onnx_with_a_warning(built_for, why, demo_bundle, clip, tmp_path,
+                                                                      capsys, monkeypatch):
+    """The manifest lists a denoiser engine built elsewhere; this machine is simulated as an Orin
+    (sm_87) with TensorRT 10.3 (TensorRT itself is not needed: the choice reads only these two
+    facts). The run must finish on ONNX Runtime and say why, in one line."""
     import vem.runtime.backends as backends
     from vem.runtime.backends import cuda
 
     monkeypatch.setattr(backends, "tensorrt_status", lambda: (True, "TensorRT 10.3.0 on Orin (sm_87)", "10.3.0"))
     monkeypatch.setattr(cuda, "gpu_info", lambda: cuda.GpuInfo(True, "Orin (sm_87)", "8.7", "Orin"))
-    engine = b"not for this GPU"
+    engine = b"not for this machine"
+    capability, version = built_for
 
     def add_engine(data):
-        data["engines"] = [{"name": "denoiser", "precision": "fp32", "file": "denoiser.sm90.plan",
+        data["engines"] = [{"name": "denoiser", "precision": "fp32", "file": "denoiser.plan",
                             "sha256": hashlib.sha256(engine).hexdigest(), "bytes": len(engine),
-                            "tensorrt_version": "10.7.0", "compute_capability": "9.0"}]
+                            "tensorrt_version": version, "compute_capability": capability}]
 
     bundle = bundle_variant(demo_bundle, tmp_path / "b", manifest=add_engine)
-    (bundle / "denoiser.sm90.plan").write_bytes(engine)
+    (bundle / "denoiser.plan").write_bytes(engine)
     monkeypatch.chdir(tmp_path)
     args = [*_generate_args(clip, tmp_path, demo_bundle), "--bundle", bundle, "-o", "m.wav"]
 
     code, err = run(capsys, *args, "--report", "auto.json")  # auto: ONNX Runtime, the reason in the report
     assert code == EXIT_OK, err
     reason = json.loads((tmp_path / "auto.json").read_text())["backend_reason"]
-    assert "no usable TensorRT engine" in reason and "this GPU is 8.7" in reason
+    assert "no usable TensorRT engine" in reason and why in reason
 
     code, err = run(capsys, *args, "--force", "--backend", "tensorrt", "--report", "trt.json")
     assert code == EXIT_OK, err
     warnings = [line for line in err.splitlines() if line]
     assert warnings and all(line.startswith("warning: ") for line in warnings), err
-    assert any("denoiser" in line and "compute capability 9.0, this GPU is 8.7" in line for line in warnings)
+    assert any("denoiser" in line and why in line for line in warnings)
     assert json.loads((tmp_path / "trt.json").read_text())["provider"] == "CPUExecutionProvider"
 
 
