@@ -39,12 +39,44 @@ def check_output_path(path: str | os.PathLike, *, force: bool = False, inputs: I
             )
     folder = os.path.dirname(final)
     if not os.path.isdir(folder):
+        blocking = _first_non_folder(folder)
+        if blocking is not None:
+            raise OutputError(f"{path}: cannot be created: {blocking} is a file, not a folder",
+                              hint="choose another output path")
         raise OutputError(f"{path}: the folder {folder} does not exist", hint="create it first or choose another output path")
     if os.path.isdir(final):
         raise OutputError(f"{path}: is a folder, not a file name")
     if os.path.lexists(final) and not force:
         raise OutputError(f"{path}: already exists", hint="use --force to overwrite it, or choose another output name")
     return final
+
+
+def _first_non_folder(folder: str) -> str | None:
+    """The first existing ancestor of ``folder`` (or itself) that is not a folder, if any."""
+    current = folder
+    while True:
+        if os.path.lexists(current):
+            return None if os.path.isdir(current) else current
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
+def check_writable_folder(folder: str | os.PathLike, *, display: str | None = None) -> None:
+    """OutputError unless a file can really be created in ``folder`` (tried, then removed).
+
+    Permission bits do not say it for root, read-only mounts or /proc, so this creates the same
+    kind of hidden temporary file `atomic_output` will; run before long work, it fails fast."""
+    folder = os.fspath(folder)
+    try:
+        temp = _create_temp(os.path.join(folder, "vem-write-check"))
+    except OSError as error:
+        raise OutputError(
+            f"{display or folder}: cannot write in {folder} ({_describe(error)})",
+            hint="choose a folder you can write to",
+        ) from error
+    _remove_quietly(temp)
 
 
 # errno values that mean "the output cannot be written", whatever library raised them.

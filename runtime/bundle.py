@@ -163,13 +163,17 @@ def validate_manifest_data(data: Any) -> list[str]:
             VemConfig.from_dict(config)
         except (TypeError, ValueError) as error:
             problems.append(f"config: {error}")
+        else:
+            _check_config_values(config, VemConfig().to_dict(), "config.", problems)
     sampler = need("sampler", dict)
     if sampler is not None:
         need("name", str, sampler, "sampler.")
         steps = need("steps", int, sampler, "sampler.")
-        if steps is not None and steps < 1:
-            problems.append("sampler.steps: must be >= 1")
-        need("guidance", (int, float), sampler, "sampler.")
+        if steps is not None and not 1 <= steps <= 10_000:
+            problems.append(f"sampler.steps: must be in 1..10000, got {_short(steps)}")
+        guidance = need("guidance", (int, float), sampler, "sampler.")
+        if guidance is not None and not abs(guidance) <= 1e6:  # also NaN and infinities
+            problems.append(f"sampler.guidance: must be a finite number, got {_short(guidance)}")
     need("text_encoder", dict)
     tags = need("tags", list)
     if tags is not None and not all(isinstance(tag, str) and tag for tag in tags):
@@ -192,6 +196,7 @@ def validate_manifest_data(data: Any) -> list[str]:
                 problems.append(f"{prefix}: duplicate entry for {name} at {precision}")
             seen.add((name, precision))
             _check_file_fields(entry, prefix, need, problems)
+            _check_optional_object(entry, ("parity", "notes"), prefix, problems)
             for side in ("inputs", "outputs"):
                 specs = need(side, list, entry, prefix)
                 for spec_index, spec in enumerate(specs or []):
@@ -200,6 +205,7 @@ def validate_manifest_data(data: Any) -> list[str]:
         for required in COMPONENTS:
             if required not in present:
                 problems.append(f"components: no entry for the required component {required!r}")
+    _check_optional_object(data, ("built_with", "calibration"), "", problems)
     engines = data.get("engines", [])
     if not isinstance(engines, list):
         problems.append("engines: expected a list")
@@ -215,6 +221,59 @@ def validate_manifest_data(data: Any) -> list[str]:
             need("compute_capability", str, entry, prefix)
             _check_file_fields(entry, prefix, need, problems)
     return problems
+
+
+_MAX_CONFIG_NUMBER = 1e12  # no size, rate or count of a model comes near; beyond it floats overflow
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**limit else f"an integer of {limit}+ digits"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# Config values the runtime divides by or counts with: zero would fail deep inside a run.
+_POSITIVE_CONFIG = frozenset({"config.max_seconds", "config.audio.sample_rate", "config.audio.hop_length",
+                              "config.video.fps", "config.diffusion.num_train_steps", "config.diffusion.steps"})
+
+
+def _check_config_values(data: dict, default: dict, prefix: str, problems: list[str]) -> None:
+    """Each config value has the type of the default config's (VemConfig builds from any JSON, so
+    a string where a size belongs would surface only as a crash mid-run) and numbers are finite
+    and not negative."""
+    for key, value in data.items():
+        if key in default:  # VemConfig.from_dict reports unknown fields
+            _check_config_value(value, default[key], f"{prefix}{key}", problems)
+
+
+def _check_config_value(value: Any, expected: Any, where: str, problems: list[str]) -> None:
+    if isinstance(expected, dict):
+        if not isinstance(value, dict):
+            problems.append(f"{where}: expected an object, got {type(value).__name__}")
+        else:
+            _check_config_values(value, expected, where + ".", problems)
+    elif isinstance(expected, (list, tuple)):  # asdict keeps VemConfig's tuples
+        if not isinstance(value, list):
+            problems.append(f"{where}: expected a list, got {type(value).__name__}")
+        elif expected:
+            for index, item in enumerate(value):
+                _check_config_value(item, expected[0], f"{where}[{index}]", problems)
+    elif isinstance(expected, (bool, str)):
+        if type(value) is not type(expected):
+            problems.append(f"{where}: expected {_kind_name(type(expected))}, got {type(value).__name__}")
+    elif isinstance(expected, (int, float)):
+        kinds = (int,) if isinstance(expected, int) else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            problems.append(f"{where}: expected {_kind_name(kinds[-1])}, got {type(value).__name__}")
+        elif not 0 <= value <= _MAX_CONFIG_NUMBER:  # NaN fails this too; an int is compared exactly
+            problems.append(f"{where}: must be a number in 0..{_MAX_CONFIG_NUMBER:g}, got {_short(value)}")
+        elif where in _POSITIVE_CONFIG and value <= 0:
+            problems.append(f"{where}: must be > 0, got {value}")
+
+
+def _check_optional_object(entry: dict, keys: tuple[str, ...], prefix: str, problems: list[str]) -> None:
+    for key in keys:
+        if entry.get(key) is not None and not isinstance(entry[key], dict):
+            problems.append(f"{prefix}{key}: expected an object or null, got {type(entry[key]).__name__}")
 
 
 def _check_file_fields(entry: dict, prefix: str, need: Any, problems: list[str]) -> None:
@@ -249,7 +308,8 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number"}
+    names = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
+             bool: "true or false"}
     return " or ".join(names.get(k, k.__name__) for k in _as_tuple(kind))
 
 

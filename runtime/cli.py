@@ -18,7 +18,8 @@ def build_run_parser() -> argparse.ArgumentParser:
         description="Write music for a video that follows its cuts, shots and mood (VeM). "
         "By default writes <stem>.vem.wav and <stem>.vem.mp4 (the video stream copied, the music muxed in).",
     )
-    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="input video file(s)")
+    parser.add_argument("videos", nargs="+", metavar="VIDEO",
+                        help="input video file(s), or folders (each stands for the video files in it, sorted)")
     parser.add_argument("-o", "--output", help="output .wav/.flac/.mp4 file, or a folder when several videos are given")
     parser.add_argument("--bundle", help="exported model bundle folder (default: the bundle shipped in the package)")
     parser.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
@@ -32,6 +33,9 @@ def build_run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--write-parse", metavar="JSON", help="write the parse used, for editing and re-running")
     parser.add_argument("--report", metavar="JSON", help="write a JSON report (parse, timings, TBIoU)")
     parser.add_argument("--plot", metavar="PNG", help="write a spectrogram with cuts and beats marked")
+    parser.add_argument("--max-seconds", type=float, metavar="S",
+                        help="refuse videos longer than this (read from the file's header, before decoding; "
+                        "default: one hour)")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")

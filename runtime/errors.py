@@ -17,13 +17,15 @@ EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_BUNDLE = 4
 EXIT_OUTPUT = 5
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
 
 class VemError(Exception):
     """Base of every error the runtime reports to a user; exit code 1 when not more specific."""
 
     exit_code: int = EXIT_UNEXPECTED
-    default_hint: str | None = "this looks like a bug in vem; please report it with the command you ran"
+    default_hint: str | None = ("this looks like a bug in vem; please report it with the command you ran "
+                                "and what it prints with --debug")
 
     def __init__(self, message: str, hint: str | None = None):
         # One line: a message with newlines would break the CLI's one-line contract.

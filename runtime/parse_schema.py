@@ -26,8 +26,10 @@ One format is written by `vem-synth` (ground truth), read and written by `vem-ru
     }
 
 Any other top-level key (for example ``"synth"``, the generator's parameters) is kept as-is in
-`VideoParse.extra` and written back. Validation raises ``ValueError`` whose message names the field
-(``storyboards[2].start_s``) and says what is wrong.
+`VideoParse.extra` and written back. Validation raises `ParseError` (an `InputError`, so a
+``ValueError`` too; `vem-run` exits 3) whose message names the field (``storyboards[2].start_s``)
+and says what is wrong; nothing else escapes the loaders, whatever the file holds (fuzzed in
+tests/test_fuzz_loaders.py).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import InputError
 from .tags import TAG_VOCABULARY, unknown_tags
 
 PARSE_VERSION = 1
@@ -48,6 +51,14 @@ MODES = ("major", "minor")
 PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # Storyboards may touch or overrun by this much (float rounding of start + duration).
 TIME_EPS = 1e-3
+# Bounds that no real video reaches; beyond them arithmetic on the values could overflow.
+MAX_TIME_S = 1e7  # about 116 days
+MAX_FPS = 10_000.0
+MAX_INTEGER = 2**53
+
+
+class ParseError(InputError):
+    """A parse JSON that is not valid: the message names the field and what is wrong (exit 3)."""
 
 
 @dataclass
@@ -127,21 +138,27 @@ class VideoParse:
 
 def _require_dict(value: Any, name: str) -> dict:
     if not isinstance(value, dict):
-        raise ValueError(f"{name}: expected a JSON object, got {type(value).__name__}")
+        raise ParseError(f"{name}: expected a JSON object, got {type(value).__name__}")
     return value
 
 
-def _number(value: Any, name: str, *, minimum: float | None = 0.0, positive: bool = False) -> float:
+def _number(value: Any, name: str, *, minimum: float | None = 0.0, positive: bool = False,
+            maximum: float | None = MAX_TIME_S) -> float:
     # bool is an int subclass; a true/false where a time belongs is a mistake, not a 1/0.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name}: expected a number, got {type(value).__name__} ({value!r})")
-    number = float(value)
+        raise ParseError(f"{name}: expected a number, got {type(value).__name__} ({_short(value)})")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        number = math.inf
     if not math.isfinite(number):
-        raise ValueError(f"{name}: must be a finite number, got {value!r}")
+        raise ParseError(f"{name}: must be a finite number, got {_short(value)}")
+    if maximum is not None and number > maximum:
+        raise ParseError(f"{name}: {number:g} is too large (at most {maximum:g})")
     if positive and number <= 0:
-        raise ValueError(f"{name}: must be > 0, got {number}")
+        raise ParseError(f"{name}: must be > 0, got {number}")
     if minimum is not None and number < minimum:
-        raise ValueError(f"{name}: must be >= {minimum}, got {number}")
+        raise ParseError(f"{name}: must be >= {minimum}, got {number}")
     return number
 
 
@@ -150,21 +167,32 @@ def _integer(value: Any, name: str, *, minimum: int | None = 0) -> int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
-            raise ValueError(f"{name}: expected an integer, got {type(value).__name__} ({value!r})")
+            raise ParseError(f"{name}: expected an integer, got {type(value).__name__} ({_short(value)})")
+    if abs(value) > MAX_INTEGER:
+        raise ParseError(f"{name}: {_short(value)} is too large")
     if minimum is not None and value < minimum:
-        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+        raise ParseError(f"{name}: must be >= {minimum}, got {value}")
     return int(value)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr() cut to ``limit`` characters: a message quotes the bad value, not a megabyte of it."""
+    try:
+        text = repr(value)
+    except ValueError:  # int too large to convert to str (Python >= 3.11's digit limit)
+        text = f"an integer of more than {limit} digits"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _string(value: Any, name: str) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{name}: expected a string, got {type(value).__name__}")
+        raise ParseError(f"{name}: expected a string, got {type(value).__name__}")
     return value
 
 
 def _list(value: Any, name: str) -> list:
     if not isinstance(value, list):
-        raise ValueError(f"{name}: expected a JSON list, got {type(value).__name__}")
+        raise ParseError(f"{name}: expected a JSON list, got {type(value).__name__}")
     return value
 
 
@@ -173,11 +201,11 @@ def _times(value: Any, name: str, *, ascending: bool = True, end: float | None =
     if ascending:
         for i in range(1, len(times)):
             if times[i] < times[i - 1]:
-                raise ValueError(f"{name}[{i}]: times must be in ascending order ({times[i]} after {times[i - 1]})")
+                raise ParseError(f"{name}[{i}]: times must be in ascending order ({times[i]} after {times[i - 1]})")
     if end is not None:
         for i, t in enumerate(times):
             if t > end + TIME_EPS:
-                raise ValueError(f"{name}[{i}]: {t} s is after the end of the video ({end} s)")
+                raise ParseError(f"{name}[{i}]: {t} s is after the end of the video ({end} s)")
     return times
 
 
@@ -194,19 +222,19 @@ def parse_from_dict(data: Any, vocabulary: tuple[str, ...] | list[str] | None = 
     data = _require_dict(data, "parse")
     version = _integer(data.get("version", PARSE_VERSION), "version", minimum=1)
     if version != PARSE_VERSION:
-        raise ValueError(f"version: this vem reads parse version {PARSE_VERSION}, the file has {version}")
+        raise ParseError(f"version: this vem reads parse version {PARSE_VERSION}, the file has {version}")
     for key in ("video", "global", "storyboards", "frame"):
         if key not in data:
-            raise ValueError(f"{key}: missing (a parse needs video, global, storyboards and frame)")
+            raise ParseError(f"{key}: missing (a parse needs video, global, storyboards and frame)")
 
     v = _require_dict(data["video"], "video")
     for key in ("path", "duration_s", "fps"):
         if key not in v:
-            raise ValueError(f"video.{key}: missing")
+            raise ParseError(f"video.{key}: missing")
     video = VideoInfo(
         path=_string(v["path"], "video.path"),
         duration_s=_number(v["duration_s"], "video.duration_s", positive=True),
-        fps=_number(v["fps"], "video.fps", positive=True),
+        fps=_number(v["fps"], "video.fps", positive=True, maximum=MAX_FPS),
     )
     duration = video.duration_s
 
@@ -216,7 +244,7 @@ def parse_from_dict(data: Any, vocabulary: tuple[str, ...] | list[str] | None = 
     if vocabulary is not None:
         unknown = unknown_tags(tags, vocabulary)
         if unknown:
-            raise ValueError(
+            raise ParseError(
                 f"global.tags: unknown tag(s) {', '.join(unknown)}; known tags: {', '.join(vocabulary)}"
             )
 
@@ -226,7 +254,7 @@ def parse_from_dict(data: Any, vocabulary: tuple[str, ...] | list[str] | None = 
         s = _require_dict(s, name)
         for key in ("start_s", "duration_s"):
             if key not in s:
-                raise ValueError(f"{name}.{key}: missing")
+                raise ParseError(f"{name}.{key}: missing")
         board = Storyboard(
             start_s=_number(s["start_s"], f"{name}.start_s"),
             duration_s=_number(s["duration_s"], f"{name}.duration_s", positive=True),
@@ -235,33 +263,33 @@ def parse_from_dict(data: Any, vocabulary: tuple[str, ...] | list[str] | None = 
         )
         if s.get("visual") is not None:
             board.visual = [
-                _number(x, f"{name}.visual[{j}]", minimum=None) for j, x in enumerate(_list(s["visual"], f"{name}.visual"))
+                _number(x, f"{name}.visual[{j}]", minimum=None, maximum=None) for j, x in enumerate(_list(s["visual"], f"{name}.visual"))
             ]
         if board.end_s > duration + TIME_EPS:
-            raise ValueError(
+            raise ParseError(
                 f"{name}: runs past the end of the video ({board.start_s} + {board.duration_s} = "
                 f"{board.end_s:.3f} s > {duration} s)"
             )
         if storyboards and board.start_s < storyboards[-1].end_s - TIME_EPS:
             prev = storyboards[-1]
-            raise ValueError(
+            raise ParseError(
                 f"{name}: overlaps storyboards[{i - 1}] (starts at {board.start_s} s, the previous one "
                 f"ends at {prev.end_s:.3f} s); storyboards must be in time order and must not overlap"
             )
         storyboards.append(board)
 
     f = _require_dict(data["frame"], "frame")
-    frame_fps = _number(f.get("fps", FRAME_FPS), "frame.fps", positive=True)
+    frame_fps = _number(f.get("fps", FRAME_FPS), "frame.fps", positive=True, maximum=MAX_FPS)
     transitions_s = _times(f.get("transitions_s", []), "frame.transitions_s", end=duration)
     if "transition_frames" in f:
         frames = [_integer(x, f"frame.transition_frames[{i}]") for i, x in enumerate(_list(f["transition_frames"], "frame.transition_frames"))]
         if len(frames) != len(transitions_s):
-            raise ValueError(
+            raise ParseError(
                 f"frame.transition_frames: has {len(frames)} entries but frame.transitions_s has {len(transitions_s)}"
             )
         for i, (t, k) in enumerate(zip(transitions_s, frames)):
             if abs(k - t * frame_fps) > 1.0:
-                raise ValueError(
+                raise ParseError(
                     f"frame.transition_frames[{i}]: frame {k} does not match {t} s at {frame_fps} fps "
                     f"(expected {round(t * frame_fps)})"
                 )
@@ -272,19 +300,19 @@ def parse_from_dict(data: Any, vocabulary: tuple[str, ...] | list[str] | None = 
         details = []
         raw = _list(f["transitions"], "frame.transitions")
         if len(raw) != len(transitions_s):
-            raise ValueError(f"frame.transitions: has {len(raw)} entries but frame.transitions_s has {len(transitions_s)}")
+            raise ParseError(f"frame.transitions: has {len(raw)} entries but frame.transitions_s has {len(transitions_s)}")
         for i, item in enumerate(raw):
             name = f"frame.transitions[{i}]"
             item = _require_dict(item, name)
             kind = _string(item.get("kind", "cut"), f"{name}.kind")
             if kind not in TRANSITION_KINDS:
-                raise ValueError(f"{name}.kind: {kind!r} is not one of {', '.join(TRANSITION_KINDS)}")
+                raise ParseError(f"{name}.kind: {_short(kind)} is not one of {', '.join(TRANSITION_KINDS)}")
             time_s = _number(item.get("time_s", transitions_s[i]), f"{name}.time_s")
             if abs(time_s - transitions_s[i]) > TIME_EPS:
-                raise ValueError(f"{name}.time_s: {time_s} differs from frame.transitions_s[{i}] = {transitions_s[i]}")
+                raise ParseError(f"{name}.time_s: {time_s} differs from frame.transitions_s[{i}] = {transitions_s[i]}")
             on_beat = item.get("on_beat")
             if on_beat is not None and not isinstance(on_beat, bool):
-                raise ValueError(f"{name}.on_beat: expected true/false, got {on_beat!r}")
+                raise ParseError(f"{name}.on_beat: expected true/false, got {_short(on_beat)}")
             details.append(
                 Transition(
                     time_s=time_s,
@@ -304,21 +332,21 @@ def parse_from_dict(data: Any, vocabulary: tuple[str, ...] | list[str] | None = 
         if m.get("downbeats_s") is not None:
             music.downbeats_s = _times(m["downbeats_s"], "music.downbeats_s")
         if m.get("tempo_bpm") is not None:
-            music.tempo_bpm = _number(m["tempo_bpm"], "music.tempo_bpm", positive=True)
+            music.tempo_bpm = _number(m["tempo_bpm"], "music.tempo_bpm", positive=True, maximum=MAX_FPS)
         if m.get("meter") is not None:
             meter = _string(m["meter"], "music.meter")
             if not re.fullmatch(r"[1-9][0-9]?/(1|2|4|8|16)", meter):
-                raise ValueError(f"music.meter: expected a time signature such as '4/4' or '6/8', got {meter!r}")
+                raise ParseError(f"music.meter: expected a time signature such as '4/4' or '6/8', got {_short(meter)}")
             music.meter = meter
         if m.get("key") is not None:
             key = _string(m["key"], "music.key")
             if key not in PITCH_NAMES:
-                raise ValueError(f"music.key: expected one of {', '.join(PITCH_NAMES)}, got {key!r}")
+                raise ParseError(f"music.key: expected one of {', '.join(PITCH_NAMES)}, got {_short(key)}")
             music.key = key
         if m.get("mode") is not None:
             mode = _string(m["mode"], "music.mode")
             if mode not in MODES:
-                raise ValueError(f"music.mode: expected 'major' or 'minor', got {mode!r}")
+                raise ParseError(f"music.mode: expected 'major' or 'minor', got {_short(mode)}")
             music.mode = mode
 
     known = {"version", "video", "global", "storyboards", "frame", "music"}
@@ -370,21 +398,29 @@ def parse_to_dict(parse: VideoParse) -> dict[str, Any]:
 
 
 def validate_parse(data: Any, vocabulary: tuple[str, ...] | list[str] | None = None) -> None:
-    """Raise ValueError if ``data`` (a dict) is not a valid parse; return None otherwise."""
+    """Raise ParseError if ``data`` (a dict) is not a valid parse; return None otherwise."""
     parse_from_dict(data, vocabulary)
 
 
 def load_parse(path: str | os.PathLike, vocabulary: tuple[str, ...] | list[str] | None = None) -> VideoParse:
-    """Read and validate a parse JSON file. Errors name the file and the field."""
+    """Read and validate a parse JSON file. Errors (`ParseError`) name the file and the field."""
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
+    except OSError as exc:
+        raise ParseError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"{path}: not a JSON text file (not UTF-8 at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        raise ParseError(f"{path}: not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise ParseError(f"{path}: nested too deeply to be a parse") from exc
+    except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
+        raise ParseError(f"{path}: not valid JSON ({exc})") from exc
     try:
         return parse_from_dict(data, vocabulary)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+    except ParseError as exc:
+        raise ParseError(f"{path}: {exc}") from exc
 
 
 def dump_parse(parse: VideoParse, path: str | os.PathLike) -> None:
@@ -404,6 +440,7 @@ __all__ = [
     "FrameParse",
     "GlobalParse",
     "MusicParse",
+    "ParseError",
     "Storyboard",
     "Transition",
     "VideoInfo",

@@ -68,6 +68,26 @@ FADE_IN_S, FADE_OUT_S = 0.05, 1.0
 MAX_VIDEO_SECONDS = 60 * 60.0
 
 
+def _manifest_sha256(bundle: Bundle) -> str | None:
+    from .bundle import MANIFEST_NAME, sha256_file
+
+    try:
+        return sha256_file(Path(bundle.folder) / MANIFEST_NAME)
+    except OSError:  # a Bundle built in memory
+        return None
+
+
+def _environment() -> dict[str, str]:
+    """Versions of what computes the numbers (a different ONNX Runtime may round differently)."""
+    import platform
+
+    import av
+    import onnxruntime
+
+    return {"python": platform.python_version(), "numpy": np.__version__, "onnxruntime": onnxruntime.__version__,
+            "av": av.__version__, "machine": platform.machine()}
+
+
 def default_bundle_path() -> Path:
     override = os.environ.get("VEM_BUNDLE")
     return Path(override) if override else DEFAULT_BUNDLE
@@ -188,7 +208,8 @@ class Pipeline:
             info = probe(video)
             if info.duration_s > max_video_seconds:
                 raise InputError(f"{video}: {info.duration_s:.0f} s is longer than the limit of "
-                                 f"{max_video_seconds:.0f} s", hint="cut the video, or raise the limit")
+                                 f"{max_video_seconds:.0f} s", hint="cut the video, or raise the limit "
+                                 "(vem-run --max-seconds)")
             config = self.config
             decoded = decode_frames(
                 video,
@@ -255,12 +276,17 @@ class Pipeline:
             "backend_reason": self.backend_reason,
             "provider": self.runners["denoiser"].provider,
             "precision": self.precision,
+            # With the manifest's hash (which pins every graph's hash) and the fields below, the
+            # same backend reproduces this waveform bit for bit (tests/test_reproducibility.py).
             "bundle": {"path": str(self.bundle.folder), "config": self.config.name,
+                       "manifest_sha256": _manifest_sha256(self.bundle),
                        "denoiser_sha256": self.bundle.manifest.component("denoiser", self.precision).sha256},
             "seed": seed,
             "steps": steps,
             "guidance": guidance,
             "sampler": sampler_name,
+            "overrides": {"tags": user_tags, "caption": caption},
+            "environment": _environment(),
             "warnings": list(decoded.warnings),
         }
         return Generation(waveform, sample_rate, video_parse, report, features.transition_probabilities)

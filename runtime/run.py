@@ -9,6 +9,7 @@ without ``--force``, and the input is never touched. Errors are one line (``erro
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -16,9 +17,16 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EXIT_OK, EXIT_UNEXPECTED, InputError, OutputError, UsageError, VemError
+from .errors import EXIT_INTERRUPTED, EXIT_OK, InputError, OutputError, UsageError, VemError
 
 AUDIO_SUFFIXES = (".wav", ".flac")
+# What a folder given as input expands to (containers FFmpeg reads video from).
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
+                  ".3gp", ".flv", ".wmv", ".ogv")
+OWN_OUTPUT_SUFFIXES = (".vem.mp4", ".vem.mov", ".vem.m4v")
+# errno values of an OSError that mean "cannot write the output" (exit 5) rather than a bug.
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES,
+                            errno.EPERM, errno.ENOTDIR})
 
 
 @dataclass
@@ -68,54 +76,106 @@ def plan_outputs(args: argparse.Namespace, video: str, several: bool) -> Outputs
 
 
 def _check_outputs(outputs: Outputs, video: str, force: bool) -> None:
-    from .atomic import check_output_path
+    """Refuse, before any work, outputs that exist, overwrite the input, or cannot be created."""
+    from .atomic import check_output_path, check_writable_folder
 
     for path in outputs.files():
-        check_output_path(path, force=force, inputs=[video])
+        final = check_output_path(path, force=force, inputs=[video])
+        check_writable_folder(os.path.dirname(final), display=path)
 
 
-def _write_json(path: str, data: dict, force: bool, video: str) -> None:
-    from .atomic import atomic_output
-
-    with atomic_output(path, force=force, inputs=[video]) as temp, open(temp, "w", encoding="utf-8") as handle:
+def _write_json_to(path: str, data: dict) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=1, default=float)
         handle.write("\n")
 
 
-def run_one(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, parse) -> dict:
+def check_video(video: str, max_seconds: float | None = None):
+    """Probe a video (headers and first frame only) and refuse it if unusable or over the limit.
+
+    The limit is judged on the duration the container declares, so a three-hour file is refused
+    in milliseconds, before anything is decoded (the decoder also stops at the limit, for files
+    whose header understates their length)."""
+    from .pipeline import MAX_VIDEO_SECONDS
+    from .video import probe
+
+    info = probe(video)
+    limit = MAX_VIDEO_SECONDS if max_seconds is None else max_seconds
+    if info.duration_s > limit:
+        raise InputError(f"{video}: {info.duration_s:.0f} s is longer than the limit of {limit:.0f} s",
+                         hint="cut the video, or raise the limit with --max-seconds")
+    return info
+
+
+def _parse_source(path: str) -> dict:
+    """Where a user's parse came from, so that the report says which file (and which version of it)."""
+    from .bundle import sha256_file
+
+    return {"file": os.path.abspath(path), "sha256": sha256_file(path)}
+
+
+def run_one(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, parse,
+            parse_source: dict | None = None) -> dict:
+    """Generate and write every output of one video, all or nothing.
+
+    Each output is first written to a temporary file beside its final name; only when all of them
+    are complete are they renamed into place. A failure in any (a full disk while muxing, say)
+    removes every temporary file of this video, so a failed video leaves no outputs at all and a
+    half-written file never appears under a real name."""
+    import contextlib
+    import time
+
     from .atomic import atomic_output
     from .audio import write_audio
     from .parse_schema import parse_to_dict
+    from .pipeline import MAX_VIDEO_SECONDS
     from .plot import write_spectrogram_png
     from .writer import mux_music
 
     if not os.path.exists(video):
         raise InputError(f"{video}: no such file")
     _check_outputs(outputs, video, args.force)
+    limit = args.max_seconds if args.max_seconds is not None else MAX_VIDEO_SECONDS
     result = pipeline.generate(
         video, parse=parse, tags=args.tags, caption=args.caption, steps=args.steps, guidance=args.guidance,
-        seed=args.seed, progress=not args.quiet and sys.stderr.isatty(),
+        seed=args.seed, progress=not args.quiet and sys.stderr.isatty(), max_video_seconds=limit,
     )
     report = result.report
-    import time
+    report["parse"]["source_file"] = parse_source
+    report["max_video_seconds"] = limit
+    for warning in report.get("warnings", []):
+        print(f"warning: {video}: {warning}", file=sys.stderr)
 
     started = time.perf_counter()
-    if outputs.audio:
-        write_audio(outputs.audio, result.waveform, result.sample_rate, force=args.force)
-        report["music"]["files"].append(os.path.abspath(outputs.audio))
-    if outputs.video:
-        mux_music(video, result.waveform, result.sample_rate, outputs.video, force=args.force)
-        report["music"]["files"].append(os.path.abspath(outputs.video))
-    if outputs.parse:
-        _write_json(outputs.parse, parse_to_dict(result.parse), args.force, video)
-    if outputs.plot:
-        with atomic_output(outputs.plot, force=args.force, inputs=[video]) as temp:
-            write_spectrogram_png(temp, result.waveform, result.sample_rate,
-                                  result.parse.frame.transitions_s, report["music"]["beats_s"])
-    report["timings_s"]["write"] = time.perf_counter() - started
-    report["timings_s"]["total"] += report["timings_s"]["write"]
-    if outputs.report:
-        _write_json(outputs.report, report, args.force, video)
+    with contextlib.ExitStack() as staged_outputs:
+        def write(path: str, writer) -> None:
+            # `writer(temp)` fills a temporary file that becomes `path` when the whole `with`
+            # block succeeds. The writers are atomic themselves; here they replace our temporary
+            # file. Their errors name the temporary file: the user knows it by its final name.
+            temp = staged_outputs.enter_context(atomic_output(path, force=args.force, inputs=[video]))
+            try:
+                writer(temp)
+            except VemError as error:
+                error.message = error.message.replace(temp, path)
+                error.args = (error.message,)
+                raise
+
+        if outputs.audio:
+            write(outputs.audio, lambda temp: write_audio(temp, result.waveform, result.sample_rate, force=True))
+            report["music"]["files"].append(os.path.abspath(outputs.audio))
+        if outputs.video:
+            write(outputs.video, lambda temp: mux_music(video, result.waveform, result.sample_rate, temp, force=True))
+            report["music"]["files"].append(os.path.abspath(outputs.video))
+        if outputs.parse:
+            write(outputs.parse, lambda temp: _write_json_to(temp, parse_to_dict(result.parse)))
+        if outputs.plot:
+            write(outputs.plot, lambda temp: write_spectrogram_png(
+                temp, result.waveform, result.sample_rate, result.parse.frame.transitions_s,
+                report["music"]["beats_s"]))
+        report["timings_s"]["write"] = time.perf_counter() - started
+        report["timings_s"]["total"] += report["timings_s"]["write"]
+        if outputs.report:
+            write(outputs.report, lambda temp: _write_json_to(temp, report))
     return report
 
 
@@ -136,56 +196,129 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
+def expand_inputs(paths: list[str]) -> tuple[list[str], bool]:
+    """The video files named by the command line, and whether a folder was among them.
+
+    A folder stands for the video files directly inside it (by extension, `VIDEO_SUFFIXES`),
+    sorted by name; hidden files (our own temporary files among them) and vem's own outputs
+    (``*.vem.mp4``) are left out, so running twice over a folder does not feed the first run's
+    results back in. A file named explicitly is taken whatever its extension (its content decides).
+    Each video is taken once."""
+    videos: list[str] = []
+    from_folder = False
+    for raw in paths:
+        if os.path.isdir(raw):
+            from_folder = True
+            found = sorted(
+                str(entry) for entry in Path(raw).iterdir()
+                if entry.suffix.lower() in VIDEO_SUFFIXES and not entry.name.startswith(".")
+                and not entry.name.lower().endswith(OWN_OUTPUT_SUFFIXES) and entry.is_file()
+            )
+            if not found:
+                raise UsageError(f"{raw}: no video files in this folder",
+                                 hint=f"vem-run takes files ending in {', '.join(VIDEO_SUFFIXES)}")
+            videos.extend(found)
+        else:
+            videos.append(raw)
+    return list(dict.fromkeys(videos)), from_folder
+
+
+def _plan_all(args: argparse.Namespace, videos: list[str], several: bool) -> dict[str, Outputs]:
+    plans = {video: plan_outputs(args, video, several) for video in videos}
+    owner: dict[str, str] = {}
+    for video, outputs in plans.items():
+        for path in outputs.files():
+            key = os.path.abspath(path)
+            if key in owner:
+                raise UsageError(f"{owner[key]} and {video} would both write {path}",
+                                 hint="give videos with different file names, or run them separately")
+            owner[key] = video
+    return plans
+
+
+def _report_error(error: BaseException, debug: bool) -> VemError:
+    """Print one failure the way the README promises; return it as a VemError (exit code inside)."""
+    if debug:
+        traceback.print_exception(type(error), error, error.__traceback__)
+    if isinstance(error, VemError):
+        failure = error
+    elif isinstance(error, OSError):  # an OS-level failure no writer turned into OutputError
+        from .atomic import describe_os_error
+
+        where = f"{error.filename}: " if getattr(error, "filename", None) else ""
+        failure = OutputError(f"{where}{describe_os_error(error)}") if error.errno in _OUTPUT_ERRNOS \
+            else VemError(f"unexpected {type(error).__name__}: {where}{describe_os_error(error)}")
+    else:
+        failure = VemError(f"unexpected {type(error).__name__}: {error}")
+    print(failure.user_message(), file=sys.stderr)
+    return failure
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (an engine that does not fit this GPU, ...) as one ``warning: ...`` line each."""
+    print("warning: " + " ".join(str(message).split()), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """`vem-run`; returns the exit code (README "Errors and exit codes")."""
+    import warnings
+
     from .cli import build_run_parser
 
-    args = build_run_parser().parse_args(argv)
+    args = build_run_parser().parse_args(argv)  # argparse itself exits 2 on a malformed command line
+    with warnings.catch_warnings():
+        if not args.debug:
+            warnings.showwarning = _show_warning
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     debug = args.debug
-    failures: list[tuple[str, VemError | Exception]] = []
     try:
         from .parse_schema import load_parse
         from .pipeline import Pipeline
+        from .tags import TAG_VOCABULARY
 
-        several = len(args.videos) > 1
+        if args.max_seconds is not None and not args.max_seconds > 0:
+            raise UsageError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
+        videos, from_folder = expand_inputs(args.videos)
+        several = len(videos) > 1 or from_folder
         if args.parse and several:
             raise UsageError("--parse describes one video; give one video with it")
-        plans = {video: plan_outputs(args, video, several) for video in args.videos}
+        plans = _plan_all(args, videos, several)
         if not several:
-            _check_outputs(plans[args.videos[0]], args.videos[0], args.force)
-        parse = None
+            # Cheap checks before the slow bundle load: a bad file or output fails in a moment.
+            _check_outputs(plans[videos[0]], videos[0], args.force)
+            check_video(videos[0], args.max_seconds)
+        parse = parse_source = None
         if args.parse:
             try:
-                parse = load_parse(args.parse)
-            except OSError as error:
-                raise InputError(f"{args.parse}: cannot read the parse ({error.strerror})") from None
-            except ValueError as error:
+                # Tags are checked against the runtime's vocabulary: the bundle knows no others.
+                parse = load_parse(args.parse, vocabulary=TAG_VOCABULARY)
+                parse_source = _parse_source(args.parse)
+            except (OSError, ValueError) as error:  # ParseError names the file and the field
                 raise InputError(f"bad parse JSON: {error}") from None
         pipeline = Pipeline.load(args.bundle, backend=args.backend, precision=args.precision)
-    except VemError as error:
-        if debug:
-            traceback.print_exc()
-        print(error.user_message(), file=sys.stderr)
-        return error.exit_code
-    for video in args.videos:
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - every failure becomes one message and an exit code
+        return _report_error(error, debug).exit_code
+    failures: list[tuple[str, VemError]] = []
+    for video in videos:
         try:
-            report = run_one(pipeline, args, video, plans[video], parse)
+            report = run_one(pipeline, args, video, plans[video], parse, parse_source)
             if not args.quiet:
                 print(summary(report))
         except KeyboardInterrupt:
             print("error: interrupted; no partial output was left", file=sys.stderr)
-            return 130
-        except (VemError, OSError, Exception) as error:  # each video fails on its own
-            if debug:
-                traceback.print_exc()
-            if isinstance(error, OSError) and not isinstance(error, VemError):
-                error = OutputError(f"{video}: {error}")
-            if not isinstance(error, VemError):
-                error = VemError(f"{video}: unexpected {type(error).__name__}: {error}")
-            print(error.user_message(), file=sys.stderr)
-            failures.append((video, error))
+            return EXIT_INTERRUPTED
+        except Exception as error:  # noqa: BLE001 - each video fails on its own; the others go on
+            failures.append((video, _report_error(error, debug)))
     if failures and several:
-        print(f"{len(failures)} of {len(args.videos)} videos failed: "
+        print(f"{len(failures)} of {len(videos)} videos failed: "
               + ", ".join(video for video, _ in failures), file=sys.stderr)
     if failures:
-        return getattr(failures[0][1], "exit_code", EXIT_UNEXPECTED)
+        # Several videos: the code of the first failure (all failed the same way, usually).
+        return failures[0][1].exit_code
     return EXIT_OK

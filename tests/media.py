@@ -285,3 +285,49 @@ def packet_payloads(path: str | os.PathLike, kind: str = "video") -> list[bytes]
     with av.open(os.fspath(path)) as container:
         stream = container.streams.video[0] if kind == "video" else container.streams.audio[0]
         return [bytes(p) for p in container.demux(stream) if p.size > 0]
+
+
+def write_flat_yuv_video(path: str | os.PathLike, size: tuple[int, int], frames: int = 2, fps: int = 25,
+                         codec: str = "h264") -> str:
+    """A few flat-colour frames written straight as 4:2:0 planes (no RGB conversion): an 8K file
+    in well under a second. Frame k has luma 60 + 40 k, so each frame is a new shot."""
+    path = os.fspath(path)
+    width, height = size
+    container = av.open(path, "w")
+    try:
+        stream = container.add_stream(codec, rate=fps, options={"preset": "ultrafast"} if codec == "h264" else {})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for k in range(frames):
+            frame = av.VideoFrame(width, height, "yuv420p")
+            for plane, value in zip(frame.planes, ((60 + 40 * k) % 256, 90, 200)):
+                plane.update(np.full(plane.buffer_size, value, np.uint8).tobytes())
+            frame.pts = k
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    finally:
+        container.close()
+    return path
+
+
+def write_hours_long_video(path: str | os.PathLike, hours: float = 3.0, frame_every_s: float = 60.0) -> TestVideo:
+    """A real video lasting ``hours``: 16x16 frames, one every ``frame_every_s`` seconds (a few
+    hundred frames, a few kB, written in a fraction of a second). Its header declares the full
+    length, as a camera's long recording would."""
+    count = int(round(hours * 3600 / frame_every_s))
+    return write_test_video(path, size=(16, 16), frame_times=[frame_every_s * i for i in range(count + 1)],
+                            cut_times=[frame_every_s])
+
+
+def write_minimal_parse(path: str | os.PathLike, duration_s: float, tags: tuple[str, ...] = ("calm",),
+                        transitions_s: tuple[float, ...] = ()) -> str:
+    """The smallest valid --parse file for a video of ``duration_s`` (storyboards derived from the cuts)."""
+    import json
+
+    data = {"version": 1, "video": {"path": "clip.mp4", "duration_s": duration_s, "fps": 25.0},
+            "global": {"caption": "", "tags": list(tags)}, "storyboards": [],
+            "frame": {"transitions_s": list(transitions_s)}}
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    return os.fspath(path)

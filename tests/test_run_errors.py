@@ -1,12 +1,17 @@
 """vem-run's failure paths: one-line messages, documented exit codes, inputs untouched, no partial
-outputs (the first cases of the bad-input issue; the rest follow there)."""
+outputs (the first cases of the bad-input issue; the full corpus is in test_bad_input.py)."""
 
+import os
 import shutil
+import sys
 
 import pytest
 
-from vem.runtime.errors import EXIT_BUNDLE, EXIT_INPUT, EXIT_OUTPUT
-from vem.runtime.run import main as vem_run
+sys.path.insert(0, os.path.dirname(__file__))
+from media import write_test_video  # noqa: E402
+
+from vem.runtime.errors import EXIT_BUNDLE, EXIT_INPUT, EXIT_OUTPUT  # noqa: E402
+from vem.runtime.run import main as vem_run  # noqa: E402
 
 
 def run(capsys, *argv):
@@ -17,7 +22,7 @@ def run(capsys, *argv):
 
 def test_missing_bundle_is_exit_4(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "v.mp4").write_bytes(b"")
+    write_test_video(tmp_path / "v.mp4", seconds=0.5)
     code, err = run(capsys, tmp_path / "v.mp4", "--bundle", tmp_path / "nowhere")
     assert code == EXIT_BUNDLE
     assert err.startswith("error: bundle folder not found") and "Traceback" not in err
@@ -28,7 +33,7 @@ def test_corrupted_graph_is_exit_4(demo_bundle, tmp_path, capsys, monkeypatch):
     shutil.copytree(demo_bundle, broken)
     (broken / "vocoder.onnx").write_bytes(b"\x00garbage")
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "v.mp4").write_bytes(b"")
+    write_test_video(tmp_path / "v.mp4", seconds=0.5)
     code, err = run(capsys, tmp_path / "v.mp4", "--bundle", broken)
     assert code == EXIT_BUNDLE and "vocoder" in err and "hash" in err
 
@@ -46,11 +51,6 @@ def test_unusable_video_is_exit_3_and_left_alone(demo_bundle, tmp_path, capsys, 
 
 
 def test_output_over_the_input_is_refused(demo_bundle, tmp_path, capsys, monkeypatch):
-    import sys
-
-    sys.path.insert(0, __file__.rsplit("/", 1)[0])
-    from media import write_test_video
-
     monkeypatch.chdir(tmp_path)
     video = write_test_video(tmp_path / "v.mp4", seconds=1.0)
     before = (tmp_path / "v.mp4").read_bytes()
@@ -60,11 +60,6 @@ def test_output_over_the_input_is_refused(demo_bundle, tmp_path, capsys, monkeyp
 
 
 def test_several_videos_good_ones_finish_broken_ones_listed(demo_bundle, tmp_path, capsys, monkeypatch):
-    import sys
-
-    sys.path.insert(0, __file__.rsplit("/", 1)[0])
-    from media import write_test_video
-
     out = tmp_path / "out"
     out.mkdir()
     monkeypatch.chdir(tmp_path)
