@@ -217,6 +217,22 @@ def summarise(rows: list[dict], variants: tuple[str, ...]) -> dict:
     return out
 
 
+def combine(results: list[dict]) -> dict:
+    """One result from several runs over the same clips (e.g. the music rows, then the model rows
+    of a newer checkpoint); a (clip, variant) row given twice is an error."""
+    rows, seen = [], set()
+    for result in results:
+        for row in result["rows"]:
+            key = (row["clip"], row["variant"])
+            if key in seen:
+                raise ValueError(f"row {key} appears in more than one result")
+            seen.add(key)
+            rows.append(row)
+    variants = tuple(v for v in ALL_VARIANTS if any(r["variant"] == v for r in rows))
+    return {"combined": [{k: v for k, v in r.items() if k not in ("rows", "summary")} for r in results],
+            "clips": len({r["clip"] for r in rows}), "summary": summarise(rows, variants), "rows": rows}
+
+
 def markdown_table(result: dict) -> str:
     """The README table (PAPER.md Table 4 layout) from an `evaluate` result."""
     summary = result["summary"]
@@ -244,8 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m vem.training.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="a VeM checkpoint (safetensors)")
-    parser.add_argument("cache", help="a `vem-train cache` folder of held-out clips")
+    parser.add_argument("checkpoint", nargs="?", help="a VeM checkpoint (safetensors)")
+    parser.add_argument("cache", nargs="?", help="a `vem-train cache` folder of held-out clips")
+    parser.add_argument("--combine", nargs="+", default=None, metavar="JSON",
+                        help="instead of evaluating, join earlier --json results (rows of other variants "
+                             "or clips, e.g. the music rows and the model rows run apart) into one table")
     parser.add_argument("--count", type=int, default=100, help="clips (default: 100)")
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the config's)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the config's)")
@@ -262,8 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     try:
-        result = evaluate(args.checkpoint, args.cache, args.count, args.steps, args.guidance, variants, args.seed,
-                          args.text, args.png_dir, log=sys.stderr)
+        if args.combine:
+            result = combine([json.loads(Path(p).read_text()) for p in args.combine])
+        elif args.checkpoint is None or args.cache is None:
+            raise ValueError("give a checkpoint and a cache folder, or --combine")
+        else:
+            result = evaluate(args.checkpoint, args.cache, args.count, args.steps, args.guidance, variants,
+                              args.seed, args.text, args.png_dir, log=sys.stderr)
     except (ValueError, FileNotFoundError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2
