@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,10 @@ CACHE = Path(os.environ.get("VEM_BENCH_CACHE", Path.home() / ".cache" / "vem-ben
 
 
 def threads() -> int:
-    """Threads for both ONNX Runtime and torch: the runtime's default (physical cores)."""
+    """Threads for both ONNX Runtime and torch: ``VEM_BENCH_THREADS``, else the runtime's default
+    (physical cores)."""
+    if os.environ.get("VEM_BENCH_THREADS"):
+        return int(os.environ["VEM_BENCH_THREADS"])
     from vem.runtime.backends.onnxruntime import physical_cores
 
     return physical_cores()
@@ -43,10 +48,21 @@ def pedantic(benchmark: Any, function: Any, *, rounds: int = ROUNDS, warmup: int
     rounds (VmHWM reset first; includes whatever the test loaded before)."""
     from vem.runtime.bench import peak_rss_mib, reset_peak_rss
 
+    cpu_seconds: list[float] = []
+
+    def timed() -> Any:
+        # CPU seconds of the process (all threads) per call: on a shared machine the wall time
+        # includes waiting for a core; the CPU time does not.
+        start = time.process_time()
+        out = function()
+        cpu_seconds.append(time.process_time() - start)
+        return out
+
     benchmark.extra_info["load_average"] = [round(x, 2) for x in os.getloadavg()]
     reset_peak_rss()
-    result = benchmark.pedantic(function, rounds=rounds, iterations=1, warmup_rounds=warmup)
+    result = benchmark.pedantic(timed, rounds=rounds, iterations=1, warmup_rounds=warmup)
     benchmark.extra_info["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    benchmark.extra_info["cpu_s_median"] = statistics.median(cpu_seconds[warmup:])
     benchmark.extra_info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return result
 

@@ -124,31 +124,39 @@ def _find(benches: list[dict], **match: Any) -> dict | None:
 
 
 def _t(bench: dict) -> str:
-    return f"{bench['median_s']:.3g} s [{bench['min_s']:.3g}–{bench['max_s']:.3g}], n={bench['rounds']}"
+    text = f"{bench['median_s']:.3g} s [{bench['min_s']:.3g}–{bench['max_s']:.3g}], n={bench['rounds']}"
+    if bench.get("cpu_s_median") is not None:
+        text += f"; CPU {bench['cpu_s_median']:.3g} s"
+    return text
 
 
 def comparison_lines(records: list[dict]) -> list[str]:
-    benches = _benchmarks(records)
-    if not benches:
-        return []
-    lines = ["| comparison (one run, side by side) | A | B | B / A |", "|---|---|---|---:|"]
+    """A/B rows: ONNX Runtime vs PyTorch eager (per thread count and record), 10 s vs 60 s."""
+    lines = ["| comparison (one run, side by side) | threads | A | B | B / A wall | B / A CPU | record |",
+             "|---|---:|---|---|---:|---:|---|"]
 
     def pair(label: str, a: dict | None, b: dict | None) -> None:
-        if a and b:
-            lines.append(f"| {label} | {_t(a)} | {_t(b)} | {b['median_s'] / a['median_s']:.2f}× |")
+        if not (a and b):
+            return
+        cpu = (f"{b['cpu_s_median'] / a['cpu_s_median']:.2f}×"
+               if a.get("cpu_s_median") and b.get("cpu_s_median") else "–")
+        lines.append(f"| {label} | {a.get('threads', '–')} | {_t(a)} | {_t(b)} | "
+                     f"{b['median_s'] / a['median_s']:.2f}× | {cpu} | {a['file']} |")
 
-    for kind, config in (("generation", "demo"), ("denoiser_step", "demo"), ("denoiser_step", "paper")):
-        ort = _find(benches, kind=kind, config=config, path="onnxruntime")
-        eager = _find(benches, kind=kind, config=config, path="torch_eager")
-        if ort and eager:
-            what = (f"{config} generation, {ort['seconds']:g} s, {ort.get('steps')} steps" if kind == "generation"
-                    else f"{config} denoiser step, {ort['seconds']:g} s")
-            pair(f"{what}: A = ONNX Runtime fp32, B = PyTorch eager fp32 (speed-up)", ort, eager)
-    for kind, label in (("scaling_step", "demo denoiser step"), ("scaling_end_to_end", "demo end to end")):
-        short, long = _find(benches, kind=kind, seconds=10.0), _find(benches, kind=kind, seconds=60.0)
-        if short and long:
-            pair(f"{label}: A = 10 s, B = 60 s of video (growth; linear ≈ 6)", short, long)
-    return lines
+    for record in records:
+        benches = _benchmarks([record])
+        for kind, config in (("generation", "demo"), ("denoiser_step", "demo"), ("denoiser_step", "paper")):
+            ort = _find(benches, kind=kind, config=config, path="onnxruntime")
+            eager = _find(benches, kind=kind, config=config, path="torch_eager")
+            if ort and eager:
+                what = (f"{config} generation, {ort['seconds']:g} s, {ort.get('steps')} steps" if kind == "generation"
+                        else f"{config} denoiser step, {ort['seconds']:g} s")
+                pair(f"{what}: A = ONNX Runtime, B = PyTorch eager (fp32)", ort, eager)
+        for kind, label in (("scaling_step", "demo denoiser step"), ("scaling_end_to_end", "demo end to end")):
+            short, long = _find(benches, kind=kind, seconds=10.0), _find(benches, kind=kind, seconds=60.0)
+            if short and long:
+                pair(f"{label}: A = 10 s, B = 60 s of video (linear ≈ 6)", short, long)
+    return lines if len(lines) > 2 else []
 
 
 def floor_lines(records: list[dict]) -> list[str]:
@@ -159,23 +167,26 @@ def floor_lines(records: list[dict]) -> list[str]:
         return []
     flops = {(row["config"], row["seconds"]): row["gflop_per_step"] for row in table["rows"]}
     ceiling = max(2 * b["n"] ** 3 / b["min_s"] / 1e9 for b in gemm.values())
+    first = next(iter(gemm.values()))
     gemm_text = ", ".join(f"{name} {2 * b['n'] ** 3 / b['min_s'] / 1e9:.1f}" for name, b in sorted(gemm.items()))
-    lines = [f"GEMM ceiling measured in the same run (float32 {next(iter(gemm.values()))['n']}², best of "
-             f"{next(iter(gemm.values()))['rounds']}, GFLOP/s): {gemm_text}.", "",
-             "| denoiser step | GFLOP / step | measured median | achieved GFLOP/s | of GEMM ceiling |",
-             "|---|---:|---|---:|---:|"]
-    seen = set()
+    lines = [f"GEMM ceiling measured in the same run as the FLOP table ({first['file']}; float32 {first['n']}², "
+             f"best of {first['rounds']}; ONNX Runtime at the runtime's thread count, numpy at its BLAS default; "
+             f"GFLOP/s): {gemm_text}.", "",
+             "| denoiser step | threads | GFLOP / step | measured | achieved GFLOP/s (wall) | of GEMM ceiling "
+             "| GFLOP per CPU second | record |",
+             "|---|---:|---:|---|---:|---:|---:|---|"]
     for bench in benches:
         if bench.get("kind") not in ("denoiser_step", "scaling_step"):
             continue
-        key = (bench["config"], float(bench["seconds"]), bench.get("path", "onnxruntime"))
-        if key in seen or (bench["config"], float(bench["seconds"])) not in flops:
+        key = (bench["config"], float(bench["seconds"]))
+        if key not in flops:
             continue
-        seen.add(key)
-        gflop = flops[(bench["config"], float(bench["seconds"]))]
+        gflop = flops[key]
         achieved = gflop / bench["median_s"]
-        lines.append(f"| {bench['config']}, {bench['seconds']:g} s, {key[2]} | {gflop:.1f} | {_t(bench)} | "
-                     f"{achieved:.1f} | {achieved / ceiling:.0%} |")
+        per_cpu = f"{gflop / bench['cpu_s_median']:.1f}" if bench.get("cpu_s_median") else "–"
+        lines.append(f"| {bench['config']}, {bench['seconds']:g} s, {bench.get('path', 'onnxruntime')} | "
+                     f"{bench.get('threads', '–')} | {gflop:.1f} | {_t(bench)} | {achieved:.1f} | "
+                     f"{achieved / ceiling:.0%} | {per_cpu} | {bench['file']} |")
     lines.append("")
     lines.append("| config | " + " | ".join(f"{s:g} s" for s in (10.0, 30.0, 60.0)) + " |")
     lines.append("|---|---:|---:|---:|")
@@ -215,8 +226,8 @@ def render(folder: Path = RESULTS) -> str:
         parts.append("")
     comparison = comparison_lines(pytest_records)
     if comparison:
-        machines = sorted({_pytest_machine_text(r) for r in pytest_records})
-        parts += [f"Side-by-side comparisons (`pytest benchmarks/`, {'; '.join(machines)}):", "", *comparison, ""]
+        machines = "; ".join(f"{r['_file']}: {_pytest_machine_text(r)}" for r in pytest_records)
+        parts += [f"Side-by-side comparisons (`pytest benchmarks/`; {machines}):", "", *comparison, ""]
     floor = floor_lines(pytest_records)
     if floor:
         parts += ["The floor (`vem.export.flops`: matrix products and convolutions of one guided step; the GEMM "

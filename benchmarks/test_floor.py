@@ -78,7 +78,7 @@ def test_demo_step(benchmark, path):
     benchmark.extra_info.update(kind="denoiser_step", config="demo", seconds=seconds, path=path, precision="fp32",
                                 threads=threads())
     if path == "onnxruntime":
-        pipeline = Pipeline.load(checkpoint_bundle("fp32"), backend="onnxruntime", precision="fp32")
+        pipeline = Pipeline.load(checkpoint_bundle("fp32"), backend="onnxruntime", precision="fp32", threads=threads())
         feeds = denoiser_feeds(pipeline.config, seconds)
         runner = pipeline.runners["denoiser"]
         pedantic(benchmark, lambda: runner.run(feeds), rounds=3)

@@ -42,7 +42,7 @@ def demo():
 
     torch.set_num_threads(threads())
     model = demo_model()
-    pipeline = Pipeline.load(checkpoint_bundle("fp32"), backend="onnxruntime", precision="fp32")
+    pipeline = Pipeline.load(checkpoint_bundle("fp32"), backend="onnxruntime", precision="fp32", threads=threads())
     inputs = generation_inputs(model.config, SECONDS)
     ort = runtime_generate(pipeline, inputs, SECONDS, steps=2)
     ref = torch_generate(model, inputs, SECONDS, steps=2)[0].numpy()
