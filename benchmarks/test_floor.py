@@ -22,7 +22,7 @@ def test_gemm_numpy(benchmark):
     a = rng.standard_normal((GEMM_N, GEMM_N), dtype=np.float32)
     b = rng.standard_normal((GEMM_N, GEMM_N), dtype=np.float32)
     benchmark.group = "floor: GEMM ceiling"
-    benchmark.extra_info.update(kind="gemm", library="numpy", n=GEMM_N, flop=2 * GEMM_N ** 3)
+    benchmark.extra_info.update(kind="gemm", library="numpy", n=GEMM_N, flop=2 * GEMM_N ** 3, threads="BLAS default")
     pedantic(benchmark, lambda: a @ b, rounds=10, warmup=2)
 
 
