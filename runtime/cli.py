@@ -49,18 +49,9 @@ def run_main(argv: list[str] | None = None) -> int:
 
 
 def build_bench_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vem-bench",
-        description="Time the real pipeline per stage on generated videos of several lengths.",
-    )
-    parser.add_argument("--bundle", help="bundle folder (default: the shipped bundle)")
-    parser.add_argument("--precision", default="fp32", help="comma-separated precisions")
-    parser.add_argument("--backend", default="auto", help="comma-separated backends")
-    parser.add_argument("--seconds", default="10,30,60", help="comma-separated video lengths in seconds")
-    parser.add_argument("--steps", type=int, help="sampler steps (default: the bundle's)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up")
-    parser.add_argument("--json", metavar="PATH", help="write results as JSON")
-    return parser
+    from .bench import build_parser
+
+    return build_parser()
 
 
 def bench_main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,52 @@
+"""Cost growth from 10 s to 60 s of video (goal: linear, 60 s <= 6.5 x 10 s).
+
+Two views in one run: one guided denoiser step at the latent sizes of 10/30/60 s (the T-UNet has
+no self-attention over time, so it should grow with the latent frames: 252 -> 1500 for the demo
+config, 5.95 x) and the whole pipeline, `Pipeline.generate` on real H.264 clips (decode, parse,
+condition, diffusion, VAE, vocoder, beat analysis). The report divides the 60 s by the 10 s time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks._fixtures import STEPS, checkpoint_bundle, denoiser_feeds, pedantic, threads
+
+LENGTHS = (10.0, 30.0, 60.0)
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    from vem.runtime.pipeline import Pipeline
+
+    return Pipeline.load(checkpoint_bundle("fp32"), backend="onnxruntime", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> dict[float, Path]:
+    from vem.runtime.bench import write_bench_video
+
+    folder = tmp_path_factory.mktemp("videos")
+    return {s: Path(write_bench_video(folder / f"bench_{s:g}s.mp4", s)) for s in LENGTHS}
+
+
+@pytest.mark.parametrize("seconds", LENGTHS)
+def test_denoiser_step_scaling(benchmark, pipeline, seconds):
+    feeds = denoiser_feeds(pipeline.config, seconds)
+    runner = pipeline.runners["denoiser"]
+    benchmark.group = "scaling: demo denoiser step"
+    benchmark.extra_info.update(kind="scaling_step", config="demo", precision="fp32", seconds=seconds,
+                                latent_frames=pipeline.config.latent_frames(seconds), threads=threads())
+    pedantic(benchmark, lambda: runner.run(feeds), rounds=3)
+
+
+@pytest.mark.parametrize("seconds", LENGTHS)
+def test_end_to_end_scaling(benchmark, pipeline, videos, seconds):
+    benchmark.group = f"scaling: demo end to end, {STEPS} steps"
+    benchmark.extra_info.update(kind="scaling_end_to_end", config="demo", precision="fp32", seconds=seconds,
+                                steps=STEPS, threads=threads())
+    result = pedantic(benchmark, lambda: pipeline.generate(videos[seconds], steps=STEPS, seed=0))
+    benchmark.extra_info["timings_s"] = result.report["timings_s"]
+    assert abs(len(result.waveform) / result.sample_rate - seconds) < 0.1
