@@ -1,0 +1,62 @@
+"""The default bundle shipped inside the package (`vem.runtime.pipeline.DEFAULT_BUNDLE`).
+
+It is what `vem-run video.mp4` uses with no --bundle, so it must exist, validate, fit the 50 MB
+budget and never drift from the shipped checkpoint: its manifest names the checkpoint's sha256,
+and a fresh export from that checkpoint must compute the same outputs, graph by graph.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vem.runtime.bundle import load_bundle, sha256_file
+from vem.runtime.pipeline import DEFAULT_BUNDLE
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "model" / "weights" / "vem-demo.safetensors"
+SIZE_BUDGET_BYTES = 50 * 1000 * 1000
+
+
+def test_shipped_bundle_validates_fits_the_budget_and_names_the_shipped_checkpoint():
+    bundle = load_bundle(DEFAULT_BUNDLE)  # checks every file's sha256 against the manifest
+    total = sum(p.stat().st_size for p in Path(DEFAULT_BUNDLE).rglob("*") if p.is_file())
+    assert total <= SIZE_BUDGET_BYTES, f"shipped bundle is {total / 1e6:.1f} MB"
+    assert bundle.manifest.built_with.get("checkpoint_sha256") == sha256_file(CHECKPOINT), (
+        "the shipped bundle was exported from another checkpoint: re-export it with "
+        "`vem-export --precision fp16 --out runtime/assets/bundle --force`"
+    )
+    names = {entry.name for entry in bundle.manifest.components}
+    assert names == {"transitions", "visual", "aligner", "denoiser", "vae_decoder", "vocoder"}
+
+
+def test_a_fresh_export_of_the_checkpoint_computes_what_the_shipped_bundle_computes(tmp_path, transitions_graph):
+    pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    from vem.export.bundle_writer import export_bundle
+    from vem.export.graphs import Size, component_specs
+
+    shipped = load_bundle(DEFAULT_BUNDLE)
+    config = shipped.manifest.config
+    precisions = shipped.manifest.precisions()
+    result = export_bundle(CHECKPOINT, tmp_path / "fresh", tuple(precisions), max_seconds=config.max_seconds,
+                           max_storyboards=config.condition.max_storyboards, transitions_onnx=transitions_graph,
+                           progress=None)
+    fresh = load_bundle(result.folder)
+    specs = component_specs(config)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    for entry in shipped.manifest.components:
+        if entry.name == "transitions":
+            feeds = {"frames": np.random.default_rng(0).integers(0, 256, (1, 100, 27, 48, 3), dtype=np.uint8)}
+        else:
+            feeds = specs[entry.name].make_inputs(config, Size(seconds=2.0, storyboards=2), np.random.default_rng(0))
+        outputs = []
+        for bundle in (shipped, fresh):
+            path = bundle.path(bundle.manifest.component(entry.name, entry.precision))
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            wanted = {i.name for i in session.get_inputs()}
+            outputs.append(session.run(None, {k: v for k, v in feeds.items() if k in wanted}))
+        for old, new in zip(*outputs):
+            scale = max(float(np.abs(old).max()), 1e-6)
+            assert float(np.abs(old - new).max()) <= 1e-5 * scale, f"{entry.name} ({entry.precision}) drifted"
