@@ -5,7 +5,7 @@
 
 The int8 bundle (``vem-export --precision int8``) carries the fp32 graphs too, so fp32 and int8
 come from one bundle; fp16 from ``vem-export --precision fp16``. Without VEM_FP16_BUNDLE the fp16
-rows are skipped. Inputs are real: one fp32 run of the runtime on an 8 s PyAV-written clip with
+rows are skipped. Inputs are real: one fp32 run of the runtime on a 6 s PyAV-written clip with
 cuts is recorded (`vem.calibration.recorder`) and each component is timed on the call it really
 gets (the denoiser: one guided step). End to end = `Pipeline.generate` on that clip with the
 bundle's sampler defaults, analysis included, as `vem-run` does it.
@@ -54,8 +54,8 @@ def _bundle_for(precision: str) -> Path:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("bench") / "clip.mp4"
-    write_test_video(path, codec="h264", fps=30, size=(320, 180), seconds=8.0,
-                     cut_times=[1.5, 3.0, 4.75, 6.5], moving_square=True)
+    write_test_video(path, codec="h264", fps=30, size=(320, 180), seconds=6.0,
+                     cut_times=[1.5, 3.0, 4.5], moving_square=True)
     return path
 
 
@@ -80,7 +80,7 @@ def test_component(benchmark, component, precision, feeds):
     feed = {k: v for k, v in feeds[component].items() if k in runner.input_names}
     runner.run(feed)  # warm-up
     benchmark.extra_info.update(graph=entry.file, graph_precision=entry.precision)
-    benchmark.pedantic(runner.run, args=(feed,), rounds=7, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(runner.run, args=(feed,), rounds=5, iterations=1, warmup_rounds=1)
     MEDIANS[(component, precision)] = benchmark.stats.stats.median
     FALLBACK[(component, precision)] = entry.precision != precision
 
@@ -92,7 +92,7 @@ def test_end_to_end(benchmark, precision, clip):
     pipeline = Pipeline.load(_bundle_for(precision), backend="onnxruntime", precision=precision)
     pipeline.generate(clip, seed=0)  # warm-up (first librosa / ORT arena allocations)
     benchmark.extra_info.update(steps=pipeline.bundle.manifest.sampler["steps"])
-    benchmark.pedantic(pipeline.generate, args=(clip,), kwargs={"seed": 0}, rounds=3, iterations=1)
+    benchmark.pedantic(pipeline.generate, args=(clip,), kwargs={"seed": 0}, rounds=2, iterations=1)
     MEDIANS[("end_to_end", precision)] = benchmark.stats.stats.median
 
 
@@ -113,15 +113,13 @@ def test_ratio_table():
             row[f"{precision}_is_fp32_graph"] = FALLBACK.get((name, precision), False)
         rows.append(row)
     lines = [f"{'component':<12} {'fp32 ms':>9} {'fp16 ms':>9} {'int8 ms':>9} {'fp16 x':>7} {'int8 x':>7}"]
-    for r in rows:
-        def ms(key):
-            return f"{r[key]:9.1f}" if r.get(key) is not None else f"{'-':>9}"
+    def cell(row: dict, key: str, width: int, digits: int) -> str:
+        return f"{row[key]:{width}.{digits}f}" if row.get(key) is not None else "-".rjust(width)
 
-        def ratio(key):
-            return f"{r[key]:7.2f}" if r.get(key) is not None else f"{'-':>7}"
+    for r in rows:
         note = "  (int8 bundle keeps fp32 here)" if r.get("int8_is_fp32_graph") else ""
-        lines.append(f"{r['component']:<12} {ms('fp32_ms')} {ms('fp16_ms')} {ms('int8_ms')} "
-                     f"{ratio('fp16_speedup')} {ratio('int8_speedup')}{note}")
+        lines.append(f"{r['component']:<12} {cell(r, 'fp32_ms', 9, 1)} {cell(r, 'fp16_ms', 9, 1)} "
+                     f"{cell(r, 'int8_ms', 9, 1)} {cell(r, 'fp16_speedup', 7, 2)} {cell(r, 'int8_speedup', 7, 2)}{note}")
     print("\n" + "\n".join(lines))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({

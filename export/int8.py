@@ -37,7 +37,7 @@ import numpy as np
 from vem.runtime.bundle import ComponentEntry, load_bundle, sha256_file
 
 MIN_SPEEDUP = 1.1  # below this an int8 graph does not pay for its rounding
-DEFAULT_TARGET = 0.05  # relative L2 error of a component's output vs fp32 (noise-to-signal)
+DEFAULT_TARGET = 0.1  # relative L2 error of a component's output vs fp32; 0.05 and 0.1 passed the gate, 0.2 failed (README INT8)
 DEFAULT_PERCENTILE = 99.0
 GATE_SEED = 9000  # vem-synth dataset seed of the held-out gate clips (calibration uses another)
 EVAL_SAMPLES = 6  # calibration samples per component used to measure errors (spread over steps)
