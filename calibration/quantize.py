@@ -361,14 +361,12 @@ def choose_exclusions(component: str, fp32_path: str | os.PathLike, out_path: st
     for item in sensitivity:
         if error <= target:
             break
-        excluded_groups.append(item.group)
-        excluded = recipe_nodes + [n for g in excluded_groups for n in groups[g]]
-        if len(excluded) >= len(all_quantizable):
-            break
+        candidate = [*excluded_groups, item.group]
+        excluded = recipe_nodes + [n for g in candidate for n in groups[g]]
+        if len(set(excluded)) >= len(all_quantizable):
+            break  # nothing would be left in int8: the caller keeps the component fp32
+        excluded_groups = candidate
         error = error_with(excluded, out_path)
-    if error > target and excluded_groups:
-        # Even the last try missed: leave the best graph we saw (recipe only or fewer groups).
-        pass
     excluded_map = {kind: sorted(names) for kind, names in recipe.items() if names}
     for group in excluded_groups:
         excluded_map[f"sensitive:{group}"] = sorted(groups[group])

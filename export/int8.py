@@ -37,7 +37,7 @@ import numpy as np
 from vem.runtime.bundle import ComponentEntry, load_bundle, sha256_file
 
 MIN_SPEEDUP = 1.1  # below this an int8 graph does not pay for its rounding
-DEFAULT_TARGET = 0.1  # relative L2 error of a component's output vs fp32; 0.05 and 0.1 passed the gate, 0.2 failed (README INT8)
+DEFAULT_TARGET = 0.1  # rel. L2 of a component's output vs fp32: 0.05 and 0.1 passed the gate, 0.2 failed (README INT8)
 DEFAULT_PERCENTILE = 99.0
 GATE_SEED = 9000  # vem-synth dataset seed of the held-out gate clips (calibration uses another)
 EVAL_SAMPLES = 6  # calibration samples per component used to measure errors (spread over steps)
@@ -224,7 +224,7 @@ def quantize_bundle(
             "recorded_with": "vem.runtime.pipeline.Pipeline, fp32 bundle, ONNX Runtime CPU",
             "record_seconds": round(record_s, 1),
             "range_method": f"percentile {percentile:g} of per-sample (per video and sampler step) abs maxima",
-            "smoothquant": "not applied (not measured to help; see README INT8)",
+            "smoothquant": "not implemented; the layers it would target (res-block skip convs) stay float (README INT8)",
             "tool": "onnxruntime.quantization.quantize_static (QDQ); nvidia-modelopt 0.47 tried, see vem.export.int8",
             "int8_components": kept,
             "fp32_components": {r.name: r.why for r in results if not r.kept},

@@ -186,3 +186,24 @@ def test_recipe_exclusions_find_structure_not_names(demo_bundle, tmp_path):
     after = q.recipe_exclusions(model, "denoiser")
     assert {k: sorted(index[n] for n in v) for k, v in before.items()} == {k: sorted(v) for k, v in after.items()}
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_sensitivity_excludes_the_most_sensitive_group_first(demo_bundle, calibration, tmp_path):
+    manifest = load_bundle(demo_bundle).manifest
+    src = demo_bundle / manifest.component("vae_decoder", "fp32").file
+    feeds = calibration.samples["vae_decoder"]
+    model = onnx.load(str(src))
+    ranges = q.activation_ranges(src, feeds, [n.name for n in q.weighted_nodes(model)], percentile=100.0)
+    baseline = q.choose_exclusions("vae_decoder", src, tmp_path / "a.onnx", ranges.ranges, feeds, target=1.0,
+                                   work_dir=tmp_path)
+    assert baseline.sensitivity == [] and baseline.excluded_groups == []  # recipe alone meets a loose target
+    choice = q.choose_exclusions("vae_decoder", src, tmp_path / "b.onnx", ranges.ranges, feeds,
+                                 target=baseline.error_all * 0.9, work_dir=tmp_path)
+    errors = [s.error for s in choice.sensitivity]
+    assert len(errors) > 1 and errors == sorted(errors, reverse=True)
+    assert choice.excluded_groups and choice.excluded_groups[0] == choice.sensitivity[0].group
+    assert choice.error < choice.error_all
+    excluded = {n for names in choice.excluded.values() for n in names}
+    assert f"sensitive:{choice.excluded_groups[0]}" in choice.excluded
+    assert not q.quantized_node_names(choice.path) & excluded
+    assert len(q.quantized_node_names(choice.path)) == choice.quantized_nodes
