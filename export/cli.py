@@ -121,6 +121,11 @@ def _int8_main(args: argparse.Namespace, source, out: Path) -> int:
     from .int8 import export_int8_bundle
 
     try:
+        # Check what the user gave before the (minutes-long) fp32 export.
+        if args.calib:
+            find_videos(args.calib)
+        if args.calib_clips < 1:
+            raise ValueError(f"--calib-clips must be >= 1, got {args.calib_clips}")
         gate_videos = find_videos(args.gate_videos) if args.gate_videos else None
         components = [c.strip() for c in args.int8_components.split(",") if c.strip()] if args.int8_components else None
         result = export_int8_bundle(
