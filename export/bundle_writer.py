@@ -230,8 +230,8 @@ def export_bundle(
     say = progress or (lambda _message: None)
     wanted = [precision] if isinstance(precision, str) else list(dict.fromkeys(precision))
     if "int8" in wanted:
-        raise ExportError("int8 export is the INT8 issue's work (calibration + quantisation); "
-                          "use --precision fp32 or fp16", exit_code=2)
+        raise ExportError("int8 needs calibration: use vem.export.int8.export_int8_bundle "
+                          "(vem-export --precision int8), which exports fp32 first", exit_code=2)
     if not wanted or any(p not in PARITY_BOUNDS for p in wanted):
         raise ExportError(f"unknown precision {precision!r}; use fp32 or fp16", exit_code=2)
     if engines not in ("no", "auto", "yes"):

@@ -1,7 +1,8 @@
 """`vem-export`: a checkpoint becomes a bundle the runtime can run.
 
 Exit codes (as the runtime's, vem.runtime.errors): 0 ok; 1 a component missed its parity bound
-(the bundle is still written, the table says which); 2 usage (int8: the INT8 issue's work);
+(the bundle is still written, the table says which) or, for int8, the quality gate failed
+(the bundle is written, the message says which bound; ``--no-gate`` skips the gate); 2 usage;
 4 model/tool problem (checkpoint missing, ``--engines yes`` without TensorRT and a GPU).
 """
 
@@ -28,7 +29,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--engines", choices=["auto", "yes", "no"], default="auto", help="build TensorRT engines")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="longest window the graphs accept")
     parser.add_argument("--max-storyboards", type=int, default=32)
-    parser.add_argument("--calib", help="folder of calibration videos for int8 (default: a vem-synth set)")
+    int8 = parser.add_argument_group("int8 (explicit Q/DQ quantisation, calibrated on real runtime runs)")
+    int8.add_argument("--calib", help="folder of calibration videos for int8 (default: a small vem-synth set)")
+    int8.add_argument("--calib-set", help="a calibration set saved by --save-calib (skips the calibration runs)")
+    int8.add_argument("--save-calib", help="save the recorded calibration set to this folder")
+    int8.add_argument("--calib-clips", type=int, default=8,
+                      help="calibration clips (default 8: a few minutes on 2 CPU cores; the field's recipe is ~32)")
+    int8.add_argument("--calib-steps", type=int, help="sampler steps of the calibration runs (default: the bundle's)")
+    int8.add_argument("--percentile", type=float, default=99.0,
+                      help="activation range = this percentile of the per-step abs maxima (100 = max)")
+    int8.add_argument("--int8-target", type=float, default=0.1,
+                      help="largest relative L2 error of a component's output vs fp32 (default 0.1)")
+    int8.add_argument("--int8-components", help="comma-separated components to try in int8 (default: all)")
+    int8.add_argument("--int8-min-speedup", type=float, default=1.1,
+                      help="keep a component in int8 only if its CPU speed-up over fp32 reaches this (default 1.1)")
+    int8.add_argument("--no-sensitivity", action="store_true",
+                      help="skip the per-op-group sensitivity search (recipe exclusions only; faster)")
+    int8.add_argument("--fp32-bundle", help="quantise this existing fp32 bundle instead of exporting one")
+    int8.add_argument("--no-gate", action="store_true", help="skip the int8 quality gate (not recommended)")
+    int8.add_argument("--gate-clips", type=int, default=3, help="held-out vem-synth clips of the quality gate")
+    int8.add_argument("--gate-videos", help="folder of held-out videos for the gate instead of vem-synth clips")
+    int8.add_argument("--gate-steps", type=int, help="sampler steps of the gate runs (default: the bundle's)")
+    int8.add_argument("--gate-tbiou", type=float, default=0.02, help="largest |TBIoU int8 - fp32| (default 0.02)")
+    int8.add_argument("--gate-biou", type=float, default=0.02, help="largest |BIoU int8 - fp32| (default 0.02)")
+    int8.add_argument("--gate-mel-ratio", type=float, default=0.5,
+                      help="largest mel distance fp32-vs-int8 relative to fp32-vs-another-seed (default 0.5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of an untrained --config model and of the parity noise")
     parser.add_argument("--search-islands", action="store_true",
                         help="re-measure the fp16 graphs' fp32 islands (slow) instead of using the recorded ones")
@@ -50,10 +75,6 @@ def format_table(reports) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.precision == "int8":
-        print("vem-export: int8 is the INT8 issue's work (calibration + quantisation), not done yet; "
-              "use --precision fp32 or fp16", file=sys.stderr)
-        return EXIT_USAGE
     from .bundle_writer import DEFAULT_CHECKPOINT, ExportError, export_bundle
 
     if args.config:
@@ -67,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_BUNDLE
         source = checkpoint
     out = Path(args.out) if args.out else Path(f"vem-bundle-{args.precision}")
+    if args.precision == "int8":
+        return _int8_main(args, source, out)
     try:
         result = export_bundle(source, out, args.precision, engines=args.engines, max_seconds=args.max_seconds,
                                max_storyboards=args.max_storyboards, seed=args.seed,
@@ -86,6 +109,58 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vem-export: {len(over)} component(s) over their parity bound: "
               + ", ".join(f"{r.name} ({r.precision})" for r in over), file=sys.stderr)
         return 1
+    return 0
+
+
+def _int8_main(args: argparse.Namespace, source, out: Path) -> int:
+    """--precision int8: fp32 export (or --fp32-bundle), calibration, Q/DQ graphs, quality gate."""
+    from vem.calibration.gate import GateBounds
+    from vem.calibration.recorder import find_videos
+
+    from .bundle_writer import ExportError
+    from .int8 import export_int8_bundle
+
+    try:
+        # Check what the user gave before the (minutes-long) fp32 export.
+        if args.calib:
+            find_videos(args.calib)
+        if args.calib_clips < 1:
+            raise ValueError(f"--calib-clips must be >= 1, got {args.calib_clips}")
+        gate_videos = find_videos(args.gate_videos) if args.gate_videos else None
+        components = [c.strip() for c in args.int8_components.split(",") if c.strip()] if args.int8_components else None
+        result = export_int8_bundle(
+            source, out, fp32_bundle=args.fp32_bundle,
+            export_options={"engines": args.engines, "max_seconds": args.max_seconds,
+                            "max_storyboards": args.max_storyboards, "seed": args.seed},
+            progress=lambda m: print(m, flush=True),
+            calib=args.calib, calibration=args.calib_set, save_calibration=args.save_calib, calib_clips=args.calib_clips, calib_steps=args.calib_steps, percentile=args.percentile,
+            target=args.int8_target, components=components, min_speedup=args.int8_min_speedup,
+            sensitivity=not args.no_sensitivity, gate=not args.no_gate, gate_clips=args.gate_clips,
+            gate_videos=gate_videos, gate_steps=args.gate_steps,
+            gate_bounds=GateBounds(args.gate_tbiou, args.gate_biou, args.gate_mel_ratio))
+    except ExportError as error:
+        print(f"vem-export: {error}", file=sys.stderr)
+        return error.exit_code
+    except ValueError as error:
+        print(f"vem-export: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print()
+    if result.fp32_reports:
+        print(format_table(result.fp32_reports))
+        print()
+    print(result.table())
+    if result.gate is not None:
+        print(result.gate.table())
+    print(f"bundle: {result.folder} (fp32 + int8) in {result.seconds:.0f} s")
+    if result.gate is not None and not result.gate.passed:
+        print("vem-export: the int8 bundle failed its quality gate: " + "; ".join(result.gate.violations)
+              + f". The bundle in {result.folder} keeps its int8 graphs but should not be used at int8; run "
+              "`vem-run --precision fp32`, calibrate with more or more typical clips (--calib, --calib-clips), or "
+              "lower --int8-target", file=sys.stderr)
+        return 1
+    if result.gate is None:
+        print("vem-export: quality gate skipped (--no-gate): the int8 music was not checked against fp32",
+              file=sys.stderr)
     return 0
 
 

@@ -162,7 +162,8 @@ class Pipeline:
             bundle = load_bundle(bundle if bundle is not None else default_bundle_path())
         available = bundle.manifest.precisions()
         if precision is None:
-            precision = available[0]
+            # An int8 bundle (fp32 graphs + the int8 ones that passed calibration) runs at int8.
+            precision = "int8" if "int8" in available else available[0]
         elif precision not in ("fp32", "fp16", "int8"):
             raise UsageError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
         elif precision not in available:

@@ -173,10 +173,13 @@ def test_onnx_generation_depends_on_the_seed_and_conditions(exported):
     assert not np.array_equal(a, b)
 
 
-def test_int8_says_it_is_the_int8_issue(capsys):
-    assert export_main(["--config", "demo", "--precision", "int8"]) == 2
+def test_int8_with_a_missing_calibration_folder_is_a_usage_error_before_exporting(tmp_path, capsys):
+    # (int8 itself is tested in test_int8.py; this checks the argument is validated up front)
+    assert export_main(["--config", "demo", "--precision", "int8", "--calib", str(tmp_path / "none"),
+                        "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
-    assert "INT8 issue" in err and len(err.strip().splitlines()) == 1
+    assert "not a folder of videos" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()
 
 
 def test_engines_yes_without_tensorrt_fails_with_exit_code_4(tmp_path, capsys):

@@ -1,0 +1,395 @@
+"""Explicit INT8 quantisation: Q/DQ graphs that ONNX Runtime (CPU) and TensorRT run alike.
+
+Recipe (TensorRT's explicit-quantisation rules and the diffusion PTQ literature):
+
+- Quantised op types: Conv, MatMul, Gemm -- where the int8 arithmetic is; elementwise ops,
+  normalisations (InstanceNormalization, LayerNormalization), Softmax, Resize and activations
+  stay float (TensorRT fuses them around the int8 layers; quantising them only adds rounding).
+- Weights: int8, symmetric, per output channel. Activations: int8, symmetric (zero point 0), one
+  scale per tensor -- TensorRT accepts only symmetric Q/DQ.
+- Recipe exclusions, found by graph structure (not by layer names):
+  ``conditioning``  weighted nodes that do not depend on the component's main input (the
+                    denoiser's time embedding and the condition builder: storyboard timing
+                    encodings, text/visual projections; a handful of tokens, so cheap in any
+                    precision, and the timestep's sinusoid is the classic sensitive input);
+  ``first_layer``   the first weighted node on the main path (raw pixels / noisy latent / mel);
+  ``last_layer``    the last weighted node (the output head: eps, mel, waveform);
+  ``attention_bmm`` MatMuls whose both inputs are activations (QK^T and attention x V): the
+                    softmax input/output would need their own scales and its range moves with
+                    the mask (-1e4 logits).
+- Activation ranges (`activation_ranges`): per calibration sample (for the denoiser: per video
+  and sampler step) the absolute maximum of each tensor; the tensor's range is a percentile of
+  those per-step maxima over *all* steps (``percentile=100`` is plain max calibration). Outlier
+  steps (the first, pure-noise steps) then do not set the scale alone, while every step is seen.
+- The rest: measured. `sensitivity` quantises one op group at a time and measures the output
+  error; `choose_exclusions` excludes the most sensitive groups until the component meets its
+  error target.
+
+Quantisation itself is ONNX Runtime's `quantize_static` (QDQ format) fed our ranges through its
+calibration cache, so no third quantiser is re-implemented here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+QUANTIZED_OP_TYPES = ("Conv", "MatMul", "Gemm")
+RECIPE_CLASSES = ("conditioning", "first_layer", "last_layer", "attention_bmm")
+MAIN_INPUT = {"transitions": None, "visual": "frames", "aligner": "frames", "denoiser": "latent",
+              "vae_decoder": "latent", "vocoder": "mel"}
+# Ops the recipe never quantises (recorded in the manifest with the op types above).
+FLOAT_OP_NOTE = ("normalisations (InstanceNormalization, LayerNormalization, BatchNormalization), Softmax, "
+                 "Resize, Sin/Cos, activations and elementwise ops stay float: only Conv/MatMul/Gemm are quantised")
+
+
+def _load(path: str | os.PathLike):
+    import onnx
+
+    return onnx.load(str(path))
+
+
+def _initializers(model) -> set[str]:
+    names = {init.name for init in model.graph.initializer}
+    names |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    return names
+
+
+def _main_input(model, component: str) -> str:
+    wanted = MAIN_INPUT.get(component)
+    inputs = [i.name for i in model.graph.input]
+    if wanted in inputs:
+        return wanted
+    return inputs[0]
+
+
+def _dependent_tensors(model, sources: Iterable[str]) -> set[str]:
+    """Tensors computed (transitively) from any of ``sources`` (graph is topologically sorted)."""
+    live = set(sources)
+    for node in model.graph.node:
+        if any(name in live for name in node.input if name):
+            live.update(o for o in node.output if o)
+    return live
+
+
+def weighted_nodes(model) -> list:
+    return [n for n in model.graph.node if n.op_type in QUANTIZED_OP_TYPES]
+
+
+def recipe_exclusions(model, component: str) -> dict[str, list[str]]:
+    """Node names per recipe class (see the module docstring)."""
+    constants = _initializers(model)
+    main = _main_input(model, component)
+    on_main = _dependent_tensors(model, [main])
+    weighted = weighted_nodes(model)
+    main_path = [n for n in weighted if any(i in on_main for i in n.input)]
+    classes: dict[str, list[str]] = {kind: [] for kind in RECIPE_CLASSES}
+    classes["conditioning"] = [n.name for n in weighted if not any(i in on_main for i in n.input)]
+    if main_path:
+        classes["first_layer"] = [main_path[0].name]
+        classes["last_layer"] = [main_path[-1].name]
+    classes["attention_bmm"] = [n.name for n in weighted
+                                if n.op_type == "MatMul" and all(i not in constants for i in n.input[:2])
+                                and not _weight_like(model, n, constants)]
+    return classes
+
+
+def _weight_like(model, node, constants: set[str]) -> bool:
+    """A MatMul whose second input is a weight reached through Transpose/Cast of a constant."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    name = node.input[1]
+    for _ in range(3):
+        if name in constants:
+            return True
+        producer = producers.get(name)
+        if producer is None or producer.op_type not in ("Transpose", "Cast", "Reshape", "Identity"):
+            return False
+        name = producer.input[0]
+    return name in constants
+
+
+MAX_GROUPS = 16  # sensitivity costs one quantisation + evaluation per group
+
+
+def op_groups(model, excluded: Iterable[str], depth: int = 4) -> dict[str, list[str]]:
+    """The quantisable nodes not excluded, grouped by module path (the exporter names nodes
+    after their torch module: '/unet/res/in_layers/in_layers.2_3/Conv'): the first four levels
+    of the name without the exporter's repeat suffix ('_3'), so a group is one layer kind of
+    one block kind (the res blocks' input convs, their skip convs, the transformers' blocks)."""
+    skip = set(excluded)
+    groups: dict[str, list[str]] = {}
+    for node in weighted_nodes(model):
+        if node.name in skip:
+            continue
+        parts = [re.sub(r"_\d+$", "", part) for part in node.name.split("/")[:-1]][:depth]
+        key = "/".join(parts) or node.op_type
+        groups.setdefault(key, []).append(node.name)
+    if len(groups) > MAX_GROUPS and depth > 2:
+        return op_groups(model, excluded, depth - 1)
+    return groups
+
+
+# ---- activation ranges --------------------------------------------------------------------------
+
+
+def _tensors_to_range(model, nodes: Sequence[str]) -> list[str]:
+    """Float activations at the inputs and outputs of the quantisable nodes (weights excluded)."""
+    constants = _initializers(model)
+    names = set(nodes)
+    out: list[str] = []
+    for node in model.graph.node:
+        if node.name not in names:
+            continue
+        for tensor in [*node.input[:2], *node.output]:
+            if tensor and tensor not in constants and tensor not in out:
+                out.append(tensor)
+    return out
+
+
+def _augment_with_absmax(model, tensors: Sequence[str]):
+    """A copy of ``model`` with one extra scalar output per tensor: max |tensor|."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(model)
+    graph = augmented.graph
+    for index, tensor in enumerate(tensors):
+        abs_name, max_name = f"__vem_abs_{index}", f"__vem_absmax_{index}"
+        graph.node.append(helper.make_node("Abs", [tensor], [abs_name], name=f"__vem_abs_node_{index}"))
+        graph.node.append(helper.make_node("ReduceMax", [abs_name], [max_name], keepdims=0,
+                                           name=f"__vem_max_node_{index}"))
+        graph.output.append(helper.make_tensor_value_info(max_name, TensorProto.FLOAT, []))
+    return augmented
+
+
+@dataclass
+class RangeStats:
+    """Per tensor: the abs max of every calibration sample, and the chosen range."""
+
+    per_sample: dict[str, np.ndarray]
+    ranges: dict[str, float]
+    percentile: float
+    samples: int
+
+
+def activation_ranges(model_path: str | os.PathLike, feeds: Sequence[Mapping[str, np.ndarray]], nodes: Sequence[str], *,
+                      percentile: float = 99.0, threads: int | None = None) -> RangeStats:
+    """Symmetric activation ranges: the ``percentile`` of the per-sample abs maxima (module
+    docstring). ``feeds``: recorded calibration inputs (every sampler step for the denoiser)."""
+    import onnxruntime as ort
+
+    if not feeds:
+        raise ValueError("no calibration samples for this component")
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    model = _load(model_path)
+    tensors = _tensors_to_range(model, nodes)
+    augmented = _augment_with_absmax(model, tensors)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(augmented.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    wanted = [f"__vem_absmax_{i}" for i in range(len(tensors))]
+    input_names = {i.name for i in session.get_inputs()}
+    maxima = np.zeros((len(feeds), len(tensors)), dtype=np.float64)
+    for row, feed in enumerate(feeds):
+        values = session.run(wanted, {k: v for k, v in feed.items() if k in input_names})
+        maxima[row] = [float(v) for v in values]
+    ranges = {name: float(np.percentile(maxima[:, i], percentile)) for i, name in enumerate(tensors)}
+    return RangeStats({name: maxima[:, i] for i, name in enumerate(tensors)}, ranges, percentile, len(feeds))
+
+
+def _write_range_cache(ranges: Mapping[str, float], path: Path) -> Path:
+    from onnxruntime.quantization.calibrate import (
+        CalibrationMethod,
+        TensorData,
+        TensorsData,
+        save_tensors_data,
+    )
+
+    data = {}
+    for name, value in ranges.items():
+        bound = np.float32(max(value, 1e-8))
+        data[name] = TensorData(lowest=np.array(-bound, dtype=np.float32), highest=np.array(bound, dtype=np.float32))
+    save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), path)
+    return path
+
+
+def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, ranges: Mapping[str, float], *,
+                   exclude: Iterable[str] = (), quantize_bias: bool = True) -> Path:
+    """Q/DQ int8 copy of ``src``: Conv/MatMul/Gemm not in ``exclude``, symmetric per-channel
+    int8 weights, symmetric int8 activations with the given abs ranges.
+
+    ``quantize_bias``: int32 biases (scale = input scale x weight scale) let ONNX Runtime's CPU
+    provider fuse each DQ -> Conv -> Q group into one QLinearConv; TensorRT reads them too."""
+
+    dst = Path(dst)
+    # quantize_static logs "consider pre-processing" on the root logger at every call; our graphs
+    # are already shape-inferred and folded by the export (vem.export.onnx_utils.clean_graph).
+    logging.disable(logging.WARNING)
+    try:
+        _quantize_static(src, dst, ranges, exclude, quantize_bias)
+    finally:
+        logging.disable(logging.NOTSET)
+    return dst
+
+
+def _quantize_static(src, dst, ranges, exclude, quantize_bias) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    with tempfile.TemporaryDirectory(prefix="vem-q-") as work:
+        cache = _write_range_cache(ranges, Path(work) / "ranges.json")
+        quantize_static(
+            str(src), str(dst), calibration_data_reader=None, calibration_cache_path=str(cache),
+            calibrate_method=CalibrationMethod.MinMax, quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+            op_types_to_quantize=list(QUANTIZED_OP_TYPES), nodes_to_exclude=sorted(set(exclude)),
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": quantize_bias},
+        )
+
+
+# ---- measuring ---------------------------------------------------------------------------------
+
+
+def _session(path: str | os.PathLike, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_graph(path_or_session: Any, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[list[np.ndarray]]:
+    session = _session(path_or_session) if isinstance(path_or_session, (str, os.PathLike)) else path_or_session
+    names = {i.name for i in session.get_inputs()}
+    return [session.run(None, {k: v for k, v in feed.items() if k in names}) for feed in feeds]
+
+
+def relative_l2(outputs: Sequence[Sequence[np.ndarray]], references: Sequence[Sequence[np.ndarray]]) -> float:
+    """Mean over samples of the worst output's ||a - b|| / ||b|| (the quantisation noise-to-signal
+    ratio; unlike a max-abs error it is not set by one unlucky element)."""
+    errors = []
+    for out, ref in zip(outputs, references):
+        worst = 0.0
+        for a, b in zip(out, ref):
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            worst = max(worst, float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)))
+        errors.append(worst)
+    return float(np.mean(errors))
+
+
+def median_latency(path: str | os.PathLike, feed: Mapping[str, np.ndarray], *, repeats: int = 5,
+                   threads: int | None = None) -> float:
+    """Median seconds per run of one feed on ONNX Runtime's CPU provider (after one warm-up)."""
+    session = _session(path, threads)
+    names = {i.name for i in session.get_inputs()}
+    feed = {k: v for k, v in feed.items() if k in names}
+    session.run(None, feed)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+@dataclass
+class Sensitivity:
+    group: str
+    nodes: int
+    error: float  # relative L2 of the component's output with only this group quantised
+
+
+@dataclass
+class QuantChoice:
+    """What `choose_exclusions` decided for one component, for the manifest."""
+
+    path: Path
+    excluded: dict[str, list[str]]  # reason -> node names
+    error: float  # relative L2 vs fp32 with the final exclusions
+    error_all: float  # relative L2 with only the recipe exclusions
+    sensitivity: list[Sensitivity] = field(default_factory=list)
+    excluded_groups: list[str] = field(default_factory=list)
+    quantized_nodes: int = 0
+
+
+def choose_exclusions(component: str, fp32_path: str | os.PathLike, out_path: str | os.PathLike,
+                      ranges: Mapping[str, float], eval_feeds: Sequence[Mapping[str, np.ndarray]], *,
+                      target: float, work_dir: str | os.PathLike, measure_sensitivity: bool = True) -> QuantChoice:
+    """Quantise ``fp32_path`` with the recipe exclusions; if its output error on ``eval_feeds``
+    exceeds ``target`` (relative L2 vs fp32), exclude op groups most sensitive first (measured
+    by quantising each group alone) until it meets the target or nothing is left."""
+    model = _load(fp32_path)
+    recipe = recipe_exclusions(model, component)
+    recipe_nodes = sorted({n for names in recipe.values() for n in names})
+    work = Path(work_dir)
+    references = run_graph(fp32_path, eval_feeds)
+
+    def error_with(excluded: Sequence[str], path: Path) -> float:
+        quantize_graph(fp32_path, path, ranges, exclude=excluded)
+        return relative_l2(run_graph(path, eval_feeds), references)
+
+    out_path = Path(out_path)
+    error_all = error_with(recipe_nodes, out_path)
+    groups = op_groups(model, recipe_nodes)
+    all_quantizable = [n.name for n in weighted_nodes(model)]
+    sensitivity: list[Sensitivity] = []
+    # Sensitivity decides what to exclude beyond the recipe; when the recipe alone meets the
+    # target there is nothing to decide and the (costly) measurement is skipped.
+    if measure_sensitivity and error_all > target and len(groups) > 1:
+        for group, nodes in groups.items():
+            others = [n for n in all_quantizable if n not in set(nodes)]
+            error = error_with(others, work / f"{component}.sens.onnx")
+            sensitivity.append(Sensitivity(group, len(nodes), error))
+        sensitivity.sort(key=lambda s: s.error, reverse=True)
+    excluded_groups: list[str] = []
+    error = error_all
+    for item in sensitivity:
+        if error <= target:
+            break
+        candidate = [*excluded_groups, item.group]
+        excluded = recipe_nodes + [n for g in candidate for n in groups[g]]
+        if len(set(excluded)) >= len(all_quantizable):
+            break  # nothing would be left in int8: the caller keeps the component fp32
+        excluded_groups = candidate
+        error = error_with(excluded, out_path)
+    excluded_map = {kind: sorted(names) for kind, names in recipe.items() if names}
+    for group in excluded_groups:
+        excluded_map[f"sensitive:{group}"] = sorted(groups[group])
+    quantized = len(all_quantizable) - len({n for names in excluded_map.values() for n in names})
+    return QuantChoice(out_path, excluded_map, error, error_all, sensitivity, excluded_groups, quantized)
+
+
+def count_qdq(path: str | os.PathLike) -> dict[str, int]:
+    model = _load(path)
+    counts = {"QuantizeLinear": 0, "DequantizeLinear": 0}
+    for node in model.graph.node:
+        if node.op_type in counts:
+            counts[node.op_type] += 1
+    return counts
+
+
+def quantized_node_names(path: str | os.PathLike) -> set[str]:
+    """Conv/MatMul/Gemm nodes of a Q/DQ graph whose activation input comes from a DequantizeLinear."""
+    model = _load(path)
+    producers = {o: n for n in model.graph.node for o in n.output}
+    out = set()
+    for node in weighted_nodes(model):
+        first = producers.get(node.input[0])
+        if first is not None and first.op_type == "DequantizeLinear":
+            out.add(node.name)
+    return out
