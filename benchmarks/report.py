@@ -152,8 +152,11 @@ def comparison_lines(records: list[dict]) -> list[str]:
                 what = (f"{config} generation, {ort['seconds']:g} s, {ort.get('steps')} steps" if kind == "generation"
                         else f"{config} denoiser step, {ort['seconds']:g} s")
                 pair(f"{what}: A = ONNX Runtime, B = PyTorch eager (fp32)", ort, eager)
-        for kind, label in (("scaling_step", "demo denoiser step"), ("scaling_end_to_end", "demo end to end")):
-            short, long = _find(benches, kind=kind, seconds=10.0), _find(benches, kind=kind, seconds=60.0)
+        for kind, config, label in (("scaling_step", "demo", "demo denoiser step"),
+                                    ("scaling_end_to_end", "demo", "demo end to end"),
+                                    ("scaling_step", "paper", "paper denoiser step (random weights)")):
+            short = _find(benches, kind=kind, config=config, seconds=10.0)
+            long = _find(benches, kind=kind, config=config, seconds=60.0)
             if short and long:
                 pair(f"{label}: A = 10 s, B = 60 s of video (linear ≈ 6)", short, long)
     return lines if len(lines) > 2 else []

@@ -4,6 +4,8 @@ Two views in one run: one guided denoiser step at the latent sizes of 10/30/60 s
 no self-attention over time, so it should grow with the latent frames: 252 -> 1500 for the demo
 config, 5.95 x) and the whole pipeline, `Pipeline.generate` on real H.264 clips (decode, parse,
 condition, diffusion, VAE, vocoder, beat analysis). The report divides the 60 s by the 10 s time.
+The paper config's guided denoiser step (seeded random weights: latency does not depend on weight
+values) is timed at the same three lengths, so the full-size model's cost per step is known too.
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks._fixtures import STEPS, checkpoint_bundle, denoiser_feeds, pedantic, threads
+from benchmarks._fixtures import (
+    STEPS,
+    checkpoint_bundle,
+    denoiser_feeds,
+    ort_session,
+    paper_denoiser_onnx,
+    pedantic,
+    threads,
+)
 
 LENGTHS = (10.0, 30.0, 60.0)
 
@@ -50,3 +60,22 @@ def test_end_to_end_scaling(benchmark, pipeline, videos, seconds):
     result = pedantic(benchmark, lambda: pipeline.generate(videos[seconds], steps=STEPS, seed=0))
     benchmark.extra_info["timings_s"] = result.report["timings_s"]
     assert abs(len(result.waveform) / result.sample_rate - seconds) < 0.1
+
+
+@pytest.fixture(scope="module")
+def paper_denoiser():
+    return ort_session(paper_denoiser_onnx())
+
+
+@pytest.mark.parametrize("seconds", LENGTHS)
+def test_paper_denoiser_step_scaling(benchmark, paper_denoiser, seconds):
+    from vem.runtime.config import get_config
+
+    config = get_config("paper")
+    feeds = denoiser_feeds(config, seconds)
+    benchmark.group = "scaling: paper denoiser step (random weights)"
+    benchmark.extra_info.update(kind="scaling_step", config="paper", precision="fp32", seconds=seconds,
+                                latent_frames=config.latent_frames(seconds), threads=threads(),
+                                weights="random (seed 0)")
+    result = pedantic(benchmark, lambda: paper_denoiser.run(feeds), rounds=2)
+    assert result["eps"].shape == feeds["latent"].shape
