@@ -264,7 +264,7 @@ def timed_run(pipeline: Any, video: str, out_dir: Path, steps: int, seed: int) -
     return timings
 
 
-def run_bench(bundle: str | None, precisions: list[str], backends: list[str], lengths: list[float],
+def run_bench(bundle: str | None, precisions: list[str | None], backends: list[str], lengths: list[float],
               steps: int | None, repeats: int, *, warmup: int = 1, threads: int | None = None,
               quiet: bool = False, gemm: bool = True) -> dict[str, Any]:
     from .pipeline import Pipeline
@@ -288,7 +288,7 @@ def run_bench(bundle: str | None, precisions: list[str], backends: list[str], le
                         runs = [timed_run(pipeline, videos[seconds], Path(folder), used_steps, seed=repeat)
                                 for repeat in range(repeats)]
                     row = {"backend": pipeline.backend_name, "provider": pipeline.runners["denoiser"].provider,
-                           "backend_reason": pipeline.backend_reason, "precision": precision,
+                           "backend_reason": pipeline.backend_reason, "precision": pipeline.precision,
                            "config": pipeline.config.name, "seconds": seconds, "steps": used_steps,
                            "warmup": warmup, "repeats": repeats, "threads": threads, "load_s": load_s,
                            **summarise(runs, used_steps, seconds),
@@ -334,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
         "with the machine's description (README results: python -m benchmarks.report).",
     )
     parser.add_argument("--bundle", help="bundle folder (default: the shipped bundle)")
-    parser.add_argument("--precision", default="fp32", help="comma-separated precisions (fp32, fp16, int8)")
+    parser.add_argument("--precision", default=None,
+                        help="comma-separated precisions (fp32, fp16, int8; default: the bundle's own, as vem-run picks)")
     parser.add_argument("--backend", default="auto", help="comma-separated backends (auto, onnxruntime, tensorrt)")
     parser.add_argument("--seconds", default="10,30,60", help="comma-separated video lengths in seconds")
     parser.add_argument("--steps", type=int, help="sampler steps (default: the bundle's)")
@@ -374,8 +375,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--steps must be >= 1")
         if args.threads is not None and args.threads < 1:
             raise UsageError("--threads must be >= 1")
-        precisions = parse_list(args.precision, "precision")
-        unknown = [p for p in precisions if p not in ("fp32", "fp16", "int8")]
+        precisions = parse_list(args.precision, "precision") if args.precision else [None]
+        unknown = [p for p in precisions if p is not None and p not in ("fp32", "fp16", "int8")]
         if unknown:
             raise UsageError(f"unknown precision(s) {', '.join(unknown)}; choose from fp32, fp16, int8")
         backends = parse_list(args.backend, "backend")

@@ -93,3 +93,15 @@ def test_real_run_writes_consistent_json(demo_bundle, tmp_path, capsys):
                    for name in ("transitions", "visual", "aligner", "denoiser", "vae_decoder", "vocoder"))
     assert row["graphs_total_bytes"] == expected
     assert row["engines_total_bytes"] == 0 and row["peak_device_mib"] is None
+
+
+def test_default_precision_is_the_bundles_own(tmp_path, capsys):
+    """The shipped bundle holds fp16 graphs only: a plain `vem-bench` must time those, not ask for fp32."""
+    from vem.runtime.pipeline import DEFAULT_BUNDLE
+
+    out = tmp_path / "bench.json"
+    code = bench.main(["--bundle", str(DEFAULT_BUNDLE), "--seconds", "2", "--steps", "1", "--repeats", "1",
+                       "--warmup", "0", "--no-gemm", "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    rows = json.loads(out.read_text())["results"]
+    assert [row["precision"] for row in rows] == ["fp16"]
