@@ -393,3 +393,141 @@ def quantized_node_names(path: str | os.PathLike) -> set[str]:
         if first is not None and first.op_type == "DequantizeLinear":
             out.add(node.name)
     return out
+
+
+# ---- SmoothQuant-style smoothing ---------------------------------------------------------------
+#
+# Xiao et al. 2023 (SmoothQuant): a linear layer y = W x is unchanged when the input channel j is
+# divided by s_j and the weights' input column j multiplied by it, y = (W diag(s)) (diag(s)^-1 x).
+# With s_j = max|x_j|^alpha / max|W[:, j]|^(1 - alpha) the activation outliers (here: the
+# concatenated encoder and decoder features of the res-block skip convs, whose channels span very
+# different ranges) move into the per-output-channel-quantised weights, so one per-tensor int8
+# activation scale fits every channel. The 1/s side is a Mul before the conv (the concatenation
+# also feeds the block's GroupNorm, so it cannot absorb the scale); in float the rewrite is exact.
+
+SMOOTH_MIN_SCALE, SMOOTH_MAX_SCALE = 1e-4, 1e4
+
+
+def smoothing_targets(model) -> list[str]:
+    """1x1, ungrouped Convs whose input is a channel Concat: the T-UNet up-path res blocks' skip
+    convs over [decoder, encoder] features (found by structure, not by layer names)."""
+    constants = {init.name: init for init in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    out = []
+    for node in model.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in constants:
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        if "group" in attrs and attrs["group"].i != 1:
+            continue
+        weight = constants[node.input[1]]
+        if len(weight.dims) < 3 or any(d != 1 for d in weight.dims[2:]):
+            continue
+        producer = producers.get(node.input[0])
+        if producer is None or producer.op_type != "Concat":
+            continue
+        axis = next((a.i for a in producer.attribute if a.name == "axis"), None)
+        if axis == 1:
+            out.append(node.name)
+    return out
+
+
+def channel_absmax(model_path: str | os.PathLike, feeds: Sequence[Mapping[str, np.ndarray]], nodes: Sequence[str]
+                   ) -> dict[str, np.ndarray]:
+    """Per node: the (samples, channels) abs maxima of its activation input, channel = axis 1."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    model = _load(model_path)
+    by_name = {n.name: n for n in model.graph.node}
+    tensors = list(dict.fromkeys(by_name[n].input[0] for n in nodes))
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(model)
+    outputs = {o.name for o in augmented.graph.output}
+    for tensor in tensors:
+        if tensor not in outputs:
+            augmented.graph.output.append(helper.make_tensor_value_info(tensor, TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(augmented.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    input_names = {i.name for i in session.get_inputs()}
+    rows: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
+    for feed in feeds:
+        values = session.run(tensors, {k: v for k, v in feed.items() if k in input_names})
+        for tensor, value in zip(tensors, values):
+            value = np.abs(np.asarray(value, np.float32))
+            axes = tuple(i for i in range(value.ndim) if i != 1)
+            rows[tensor].append(value.max(axis=axes))
+    return {n: np.stack(rows[by_name[n].input[0]]) for n in nodes}
+
+
+@dataclass
+class Smoothed:
+    node: str
+    input_range_before: float  # the per-tensor int8 range of the conv input, unsmoothed
+    input_range_after: float  # ... and smoothed: every channel divided by its s_j
+    scale_min: float
+    scale_max: float
+
+
+def smooth_graph(src: str | os.PathLike, dst: str | os.PathLike, channel_maxima: Mapping[str, np.ndarray], *,
+                 alpha: float, percentile: float = 99.0) -> tuple[dict[str, float], list[Smoothed]]:
+    """Write ``src`` with the convs in ``channel_maxima`` smoothed (see the section comment) to
+    ``dst``. Per channel, max|x_j| is the ``percentile`` of its per-sample maxima (as the
+    per-tensor ranges are). Returns the int8 ranges of the new (smoothed) conv inputs, to add to
+    the calibration ranges, and what was done per node."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"smoothing alpha must be in [0, 1], got {alpha}")
+    model = _load(src)
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    new_ranges: dict[str, float] = {}
+    done: list[Smoothed] = []
+    rewritten = []
+    for original in graph.node:
+        node = onnx.NodeProto()
+        node.CopyFrom(original)
+        if node.name in channel_maxima:
+            maxima = np.asarray(channel_maxima[node.name], np.float64)  # (samples, channels)
+            weight = numpy_helper.to_array(initializers[node.input[1]]).astype(np.float64)
+            if maxima.ndim != 2 or maxima.shape[1] != weight.shape[1]:
+                raise ValueError(f"{node.name}: channel maxima of shape {maxima.shape} for a weight of shape "
+                                 f"{weight.shape} (expected (samples, {weight.shape[1]}))")
+            act = np.percentile(maxima, percentile, axis=0)
+            w = np.abs(weight).max(axis=tuple(i for i in range(weight.ndim) if i != 1))
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                scale = act ** alpha / w ** (1 - alpha)
+            # a dead channel (max 0) or a zero weight column: leave that channel alone
+            scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+            scale = np.clip(scale, SMOOTH_MIN_SCALE, SMOOTH_MAX_SCALE)
+            broadcast = [1, len(scale)] + [1] * (weight.ndim - 2)
+            inverse_name, smoothed_name = f"{node.name}/smooth_inv_scale", f"{node.name}/smoothed_input"
+            weight_name = f"{node.input[1]}__smoothed"
+            graph.initializer.append(numpy_helper.from_array((1.0 / scale).reshape(broadcast).astype(np.float32),
+                                                             inverse_name))
+            graph.initializer.append(numpy_helper.from_array(
+                (weight * scale.reshape(broadcast)).astype(np.float32), weight_name))
+            rewritten.append(helper.make_node("Mul", [node.input[0], inverse_name], [smoothed_name],
+                                              name=f"{node.name}/smooth_mul"))
+            before = float(np.percentile(maxima.max(axis=1), percentile))
+            after = float(np.percentile((maxima / scale).max(axis=1), percentile))
+            node.input[0], node.input[1] = smoothed_name, weight_name
+            new_ranges[smoothed_name] = after
+            done.append(Smoothed(node.name, before, after, float(scale.min()), float(scale.max())))
+        rewritten.append(node)
+    del graph.node[:]
+    graph.node.extend(rewritten)
+    _prune_unused_initializers(model)
+    onnx.save(model, str(dst))
+    return new_ranges, done
+
+
+def _prune_unused_initializers(model) -> None:
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    keep = [init for init in model.graph.initializer if init.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)

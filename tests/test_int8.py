@@ -207,3 +207,31 @@ def test_sensitivity_excludes_the_most_sensitive_group_first(demo_bundle, calibr
     assert f"sensitive:{choice.excluded_groups[0]}" in choice.excluded
     assert not q.quantized_node_names(choice.path) & excluded
     assert len(q.quantized_node_names(choice.path)) == choice.quantized_nodes
+
+
+def test_smoothing_is_an_exact_float_rewrite_of_the_skip_convs(demo_bundle, calibration, tmp_path):
+    """SmoothQuant's rewrite (x / s into a Mul, s into the conv weights) must not change the
+    float graph; it must find the up-path skip convs by structure and shrink their input range."""
+    manifest = load_bundle(demo_bundle).manifest
+    src = demo_bundle / manifest.component("denoiser", "fp32").file
+    feeds = calibration.samples["denoiser"]
+    model = onnx.load(str(src))
+    targets = q.smoothing_targets(model)
+    assert targets and all("skip" in n for n in targets), targets
+    maxima = q.channel_absmax(src, feeds, targets)
+    assert all(m.shape[0] == len(feeds) and m.shape[1] > 1 for m in maxima.values())
+    smoothed = tmp_path / "smoothed.onnx"
+    ranges, done = q.smooth_graph(src, smoothed, maxima, alpha=0.5)
+    assert [d.node for d in done] == targets and len(ranges) == len(targets)
+    graph = onnx.load(str(smoothed)).graph
+    assert sum(n.op_type == "Mul" and n.name.endswith("/smooth_mul") for n in graph.node) == len(targets)
+    reference, rewritten = q.run_graph(src, feeds), q.run_graph(smoothed, feeds)
+    assert q.relative_l2(rewritten, reference) < 1e-5
+    # the int8 range handed to the quantiser for each smoothed input is the one the graph computes
+    after = q.channel_absmax(smoothed, feeds, targets)
+    for d in done:
+        smoothed_input = f"{d.node}/smoothed_input"
+        assert ranges[smoothed_input] == pytest.approx(np.percentile(after[d.node].max(axis=1), 99.0), rel=1e-4)
+        assert 0 < d.scale_min <= d.scale_max
+    with pytest.raises(ValueError, match="alpha"):
+        q.smooth_graph(src, smoothed, maxima, alpha=1.5)
