@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep a component in int8 only if its CPU speed-up over fp32 reaches this (default 1.1)")
     int8.add_argument("--no-sensitivity", action="store_true",
                       help="skip the per-op-group sensitivity search (recipe exclusions only; faster)")
+    int8.add_argument("--smooth-alpha", type=float, default=0.8,
+                      help="SmoothQuant strength for the res-block skip convs, in [0, 1] (default 0.8; README INT8)")
+    int8.add_argument("--no-smooth", action="store_true", help="quantise the skip convs without smoothing")
     int8.add_argument("--fp32-bundle", help="quantise this existing fp32 bundle instead of exporting one")
     int8.add_argument("--no-gate", action="store_true", help="skip the int8 quality gate (not recommended)")
     int8.add_argument("--gate-clips", type=int, default=3, help="held-out vem-synth clips of the quality gate")
@@ -135,6 +138,7 @@ def _int8_main(args: argparse.Namespace, source, out: Path) -> int:
             progress=lambda m: print(m, flush=True),
             calib=args.calib, calibration=args.calib_set, save_calibration=args.save_calib, calib_clips=args.calib_clips, calib_steps=args.calib_steps, percentile=args.percentile,
             target=args.int8_target, components=components, min_speedup=args.int8_min_speedup,
+            smooth_alpha=None if args.no_smooth else args.smooth_alpha,
             sensitivity=not args.no_sensitivity, gate=not args.no_gate, gate_clips=args.gate_clips,
             gate_videos=gate_videos, gate_steps=args.gate_steps,
             gate_bounds=GateBounds(args.gate_tbiou, args.gate_biou, args.gate_mel_ratio))

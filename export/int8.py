@@ -39,6 +39,7 @@ from vem.runtime.bundle import ComponentEntry, load_bundle, sha256_file
 MIN_SPEEDUP = 1.1  # below this an int8 graph does not pay for its rounding
 DEFAULT_TARGET = 0.1  # rel. L2 of a component's output vs fp32: 0.05 and 0.1 passed the gate, 0.2 failed (README INT8)
 DEFAULT_PERCENTILE = 99.0
+DEFAULT_SMOOTH_ALPHA = 0.8  # SmoothQuant strength for the skip convs: 0.8 beat 0.5 (README INT8); None: off
 GATE_SEED = 9000  # vem-synth dataset seed of the held-out gate clips (calibration uses another)
 EVAL_SAMPLES = 6  # calibration samples per component used to measure errors (spread over steps)
 
@@ -107,6 +108,7 @@ def quantize_bundle(
     gate_steps: int | None = None,
     gate_bounds: Any = None,
     min_speedup: float = MIN_SPEEDUP,
+    smooth_alpha: float | None = DEFAULT_SMOOTH_ALPHA,
     work_dir: str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = print,
 ) -> Int8Result:
@@ -114,7 +116,9 @@ def quantize_bundle(
 
     calibration: a recorded `vem.calibration.recorder.CalibrationSet` (or a folder it was saved
         to) to use instead of recording one. components: which to try (default: all six). gate_videos: held-out videos for the gate
-    (default: ``gate_clips`` fresh `vem-synth` clips with another seed than calibration's)."""
+    (default: ``gate_clips`` fresh `vem-synth` clips with another seed than calibration's).
+    smooth_alpha: SmoothQuant-style smoothing strength for the convs over concatenated features
+    (`vem.calibration.quantize.smooth_graph`) before quantising; None quantises them unsmoothed."""
     from vem.calibration import quantize as q
     from vem.calibration.gate import GateBounds, run_gate
     from vem.calibration.recorder import (
@@ -140,6 +144,8 @@ def quantize_bundle(
         raise ValueError(f"unknown component(s) {unknown}; choose from {list(COMPONENTS)}")
     if calib_clips < 1:
         raise ValueError(f"--calib-clips must be >= 1, got {calib_clips}")
+    if smooth_alpha is not None and not 0 <= smooth_alpha <= 1:
+        raise ValueError(f"--smooth-alpha must be in [0, 1], got {smooth_alpha}")
     work = Path(work_dir) if work_dir is not None else temporary_folder()
     own_work = work_dir is None
     try:
@@ -170,8 +176,17 @@ def quantize_bundle(
             model = q._load(src)
             ranges = q.activation_ranges(src, feeds, [n.name for n in q.weighted_nodes(model)], percentile=percentile)
             out = folder / f"{name}.int8.onnx"
-            choice = q.choose_exclusions(name, src, out, ranges.ranges, _spread(feeds, EVAL_SAMPLES), target=target,
-                                         work_dir=work, measure_sensitivity=sensitivity)
+            quantize_src, range_map, smoothed = src, dict(ranges.ranges), []
+            targets = q.smoothing_targets(model) if smooth_alpha is not None else []
+            if targets:
+                say(f"  int8 {name}: smoothing {len(targets)} conv(s) over concatenated features (alpha {smooth_alpha:g})")
+                quantize_src = work / f"{name}.smoothed.onnx"
+                maxima = q.channel_absmax(src, feeds, targets)
+                new_ranges, smoothed = q.smooth_graph(src, quantize_src, maxima, alpha=smooth_alpha,
+                                                      percentile=percentile)
+                range_map.update(new_ranges)
+            choice = q.choose_exclusions(name, quantize_src, out, range_map, _spread(feeds, EVAL_SAMPLES),
+                                         target=target, work_dir=work, measure_sensitivity=sensitivity)
             feed = _latency_feed(feeds)
             fp32_s = q.median_latency(src, feed, repeats=3)
             int8_s = q.median_latency(out, feed, repeats=3)
@@ -194,6 +209,15 @@ def quantize_bundle(
                 "sensitivity": [{"group": s.group, "nodes": s.nodes, "rel_l2": round(s.error, 5)}
                                 for s in choice.sensitivity],
                 "quantized_nodes": choice.quantized_nodes,
+                "smoothing": {
+                    "method": "SmoothQuant (Xiao et al. 2023): x_j / s_j in a Mul before the conv, s_j into its "
+                              "weights' input channel j; s_j = max|x_j|^alpha / max|W[:, j]|^(1 - alpha)",
+                    "alpha": smooth_alpha,
+                    "nodes": [{"node": s.node, "input_range_before": round(s.input_range_before, 4),
+                               "input_range_after": round(s.input_range_after, 4),
+                               "scale_min": round(s.scale_min, 5), "scale_max": round(s.scale_max, 5)}
+                              for s in smoothed],
+                } if smoothed else None,
                 "rel_l2_recipe_only": choice.error_all, "rel_l2": choice.error, "target_rel_l2": target,
                 "cpu_ms_fp32": fp32_s * 1e3, "cpu_ms_int8": int8_s * 1e3, "speedup_cpu": speedup,
             }
@@ -224,7 +248,9 @@ def quantize_bundle(
             "recorded_with": "vem.runtime.pipeline.Pipeline, fp32 bundle, ONNX Runtime CPU",
             "record_seconds": round(record_s, 1),
             "range_method": f"percentile {percentile:g} of per-sample (per video and sampler step) abs maxima",
-            "smoothquant": "not implemented; the layers it would target (res-block skip convs) stay float (README INT8)",
+            "smoothquant": ({"alpha": smooth_alpha, "targets": "1x1 convs over channel-concatenated features "
+                                                            "(the T-UNet res blocks' skip convs)"}
+                            if smooth_alpha is not None else "off"),
             "tool": "onnxruntime.quantization.quantize_static (QDQ); nvidia-modelopt 0.47 tried, see vem.export.int8",
             "int8_components": kept,
             "fp32_components": {r.name: r.why for r in results if not r.kept},

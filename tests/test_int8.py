@@ -128,6 +128,9 @@ def test_manifest_records_calibration_and_fp32_fallbacks(int8_bundle):
     assert set(facts["int8_components"]) == {"denoiser", "vocoder"}
     notes = manifest.component("denoiser", "int8").notes
     assert notes["excluded_why"]["first_layer"] and notes["speedup_cpu"] > 0
+    # the skip convs were smoothed (default) and the manifest says which, with which alpha
+    assert notes["smoothing"]["alpha"] == 0.8 and facts["smoothquant"]["alpha"] == 0.8
+    assert notes["smoothing"]["nodes"] and all("skip" in n["node"] for n in notes["smoothing"]["nodes"])
     assert 0 <= notes["rel_l2"] < 1.0
     # components not tried stay fp32: the runtime falls back per component
     assert manifest.component("visual", "int8").precision == "fp32"
@@ -172,6 +175,15 @@ def test_bad_calibration_folder_is_a_usage_error(demo_bundle, tmp_path, capsys):
                  "--calib", str(empty)])
     assert code == 2
     assert "no videos" in capsys.readouterr().err
+
+
+def test_bad_smoothing_alpha_is_a_usage_error(demo_bundle, saved_calibration, tmp_path, capsys):
+    from vem.export.cli import main
+
+    code = main(["--precision", "int8", "--fp32-bundle", str(demo_bundle), "--out", str(tmp_path / "o"),
+                 "--calib-set", str(saved_calibration), "--smooth-alpha", "1.5"])
+    assert code == 2
+    assert "--smooth-alpha must be in [0, 1]" in capsys.readouterr().err
 
 
 def test_recipe_exclusions_find_structure_not_names(demo_bundle, tmp_path):
