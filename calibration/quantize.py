@@ -21,6 +21,9 @@ Recipe (TensorRT's explicit-quantisation rules and the diffusion PTQ literature)
   and sampler step) the absolute maximum of each tensor; the tensor's range is a percentile of
   those per-step maxima over *all* steps (``percentile=100`` is plain max calibration). Outlier
   steps (the first, pure-noise steps) then do not set the scale alone, while every step is seen.
+- Smoothing (`smooth_graph`, SmoothQuant): the 1x1 convs over channel-concatenated features
+  (the res blocks' skip convs) are rewritten exactly in float, x_j / s_j and W[:, j] * s_j, so
+  their channel outliers move into the per-channel weight scales before quantisation.
 - The rest: measured. `sensitivity` quantises one op group at a time and measures the output
   error; `choose_exclusions` excludes the most sensitive groups until the component meets its
   error target.

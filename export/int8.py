@@ -6,7 +6,8 @@ Steps (the recipe is in `vem.calibration.quantize`'s docstring):
 2. calibration: the fp32 bundle runs through the runtime on calibration videos (``--calib DIR``
    or a small `vem-synth` set) and every component's inputs are recorded, the denoiser's at every
    sampler step (`vem.calibration.recorder`);
-3. per component: activation ranges (percentile of per-step maxima), Q/DQ graph with the recipe
+3. per component: activation ranges (percentile of per-step maxima), SmoothQuant smoothing of
+   the skip convs (``smooth_alpha``), Q/DQ graph with the recipe
    exclusions, per-op-group sensitivity, exclusions until the output error meets ``target``;
    then the component is kept in int8 only if it pays: output error within ``target`` and at
    least ``MIN_SPEEDUP`` faster than fp32 on ONNX Runtime's CPU provider. Otherwise it stays
