@@ -177,6 +177,33 @@ def paper_denoiser_onnx(seed: int = 0) -> Path:
     return path
 
 
+def paper_component_onnx(name: str, seed: int = 0) -> Path:
+    """One paper-config component (e.g. ``vae_decoder``, ``vocoder``) with seeded random weights
+    as an fp32 ONNX graph with its dynamic axes, exported once and cached like the denoiser."""
+    pytest.importorskip("torch")
+    from vem.export import graphs, onnx_utils
+
+    key = _file_key(Path(graphs.__file__), Path(onnx_utils.__file__))
+    path = CACHE / f"paper-{name}-seed{seed}-{key}.onnx"
+    if path.is_file():
+        return path
+    import torch
+
+    from vem.export.bundle_writer import load_source
+    from vem.export.graphs import Size, component_specs
+
+    model, _ = load_source("paper", seed=seed)
+    spec = component_specs(model.config)[name]
+    feeds = spec.make_inputs(model.config, Size(4.0, 2), np.random.default_rng(seed))
+    args = tuple(torch.from_numpy(feeds[input_name]) for input_name in spec.input_names)
+    partial = path.with_suffix(".partial.onnx")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx_utils.export_onnx(spec.make_module(model), args, partial, input_names=spec.input_names,
+                           output_names=spec.output_names, dynamic_axes=spec.dynamic_axes())
+    partial.rename(path)
+    return path
+
+
 def paper_denoiser_torch(seed: int = 0) -> Any:
     """The same paper-config guided denoiser as a PyTorch module (same seeded weights)."""
     from vem.export.bundle_writer import load_source

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks._fixtures import (
@@ -19,6 +20,7 @@ from benchmarks._fixtures import (
     checkpoint_bundle,
     denoiser_feeds,
     ort_session,
+    paper_component_onnx,
     paper_denoiser_onnx,
     pedantic,
     threads,
@@ -79,3 +81,20 @@ def test_paper_denoiser_step_scaling(benchmark, paper_denoiser, seconds):
                                 weights="random (seed 0)")
     result = pedantic(benchmark, lambda: paper_denoiser.run(feeds), rounds=2)
     assert result["eps"].shape == feeds["latent"].shape
+
+
+@pytest.mark.parametrize("component", ["vae_decoder", "vocoder"])
+@pytest.mark.parametrize("seconds", (10.0, 60.0))
+def test_paper_audio_decoder_scaling(benchmark, component, seconds):
+    """The paper config's VAE decoder and HiFi-GAN (random weights) once per video, so that with the
+    denoiser step above the whole paper generation's cost is known."""
+    from vem.export.graphs import Size, component_specs
+    from vem.runtime.config import get_config
+
+    config = get_config("paper")
+    session = ort_session(paper_component_onnx(component))
+    feeds = component_specs(config)[component].make_inputs(config, Size(seconds, 1), np.random.default_rng(0))
+    benchmark.group = f"scaling: paper {component} (random weights)"
+    benchmark.extra_info.update(kind="paper_audio_decoder", component=component, config="paper", precision="fp32",
+                                seconds=seconds, threads=threads(), weights="random (seed 0)")
+    pedantic(benchmark, lambda: session.run(feeds), rounds=2)
