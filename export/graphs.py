@@ -79,13 +79,15 @@ class GuidedDenoiser(nn.Module):
 
     The condition tokens (Eq. 6) are built in the graph from the raw embeddings and seconds; the
     null branch uses the learned null tokens with the same storyboard count, the same storyboard
-    mask and the same aligner features (as `vem.model.pipeline.generate`). Both branches go through
-    the T-UNet as one batch of 2B, and the graph returns eps_u + g (eps_c - eps_u)."""
+    mask and the same aligner features, with its TB adapters switched off when
+    ``config.diffusion.guide_rhythm`` (as `vem.model.pipeline.generate`). Both branches go
+    through the T-UNet as one batch of 2B, and the graph returns eps_u + g (eps_c - eps_u)."""
 
     def __init__(self, model: VeM):
         super().__init__()
         self.condition = model.condition
         self.unet = model.unet
+        self.guide_rhythm = bool(model.config.diffusion.guide_rhythm)
 
     def forward(
         self,
@@ -111,9 +113,16 @@ class GuidedDenoiser(nn.Module):
             torch.cat([storyboard_mask, storyboard_mask], dim=0),
             all_global,
             torch.cat([aligner_features, aligner_features], dim=0),
+            self._adapter_scale(latent),
         )
         eps_cond, eps_uncond = eps.chunk(2, dim=0)
         return eps_uncond + guidance * (eps_cond - eps_uncond)
+
+    def _adapter_scale(self, latent: torch.Tensor) -> torch.Tensor:
+        """[1]*B + [0 or 1]*B built from the latent's batch size, so it stays dynamic in the
+        graph (`vem.model.pipeline.guidance_adapter_scale` is the eager twin)."""
+        ones = torch.ones_like(latent[:, 0, 0, 0])
+        return torch.cat([ones, ones * (0.0 if self.guide_rhythm else 1.0)], dim=0)
 
 
 class VAEDecoderGraph(nn.Module):

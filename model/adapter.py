@@ -36,8 +36,16 @@ class TBAdapter(nn.Module):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
 
-    def forward(self, z: torch.Tensor, level_features: torch.Tensor) -> torch.Tensor:
-        """z [B, C, T, F]; level_features [B, D, T] (this block's time resolution)."""
+    def forward(self, z: torch.Tensor, level_features: torch.Tensor,
+                scale: torch.Tensor | None = None) -> torch.Tensor:
+        """z [B, C, T, F]; level_features [B, D, T] (this block's time resolution); ``scale`` [B]
+        multiplies the adapter's modulation per sample (0 = this sample without the adapter,
+        exactly: z is returned unchanged), so one batch can hold guided branches with and without
+        the rhythm path."""
         gamma = self.to_gamma(level_features).unsqueeze(-1)
         beta = self.to_beta(level_features).unsqueeze(-1)
+        if scale is not None:
+            scale = scale.to(z.dtype).view(-1, 1, 1, 1)
+            gamma = gamma * scale
+            beta = beta * scale
         return z + gamma * z + beta

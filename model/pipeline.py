@@ -29,6 +29,14 @@ class Generation:
     waveform: torch.Tensor  # [B, samples], trimmed to round(seconds * sample_rate)
 
 
+def guidance_adapter_scale(batch: int, guide_rhythm: bool, device=None) -> torch.Tensor:
+    """Per-sample TB adapter weights for a guided batch [conditional B, null B]: the null branch
+    gets 0 when ``guide_rhythm`` (`DiffusionConfig.guide_rhythm`), so guidance amplifies the
+    rhythm path too; otherwise both branches carry the adapters."""
+    null = 0.0 if guide_rhythm else 1.0
+    return torch.tensor([1.0] * batch + [null] * batch, device=device)
+
+
 @torch.no_grad()
 def generate(
     model: VeM,
@@ -73,7 +81,9 @@ def generate(
     mask = storyboard_mask(story_start_s, story_duration_s, frames, config.latent_frames_per_second).to(device)
     all_mask = torch.cat([mask, mask], dim=0)
     all_features = None
+    adapter_scale = None
     if aligner_features is not None:
+        adapter_scale = guidance_adapter_scale(batch, config.diffusion.guide_rhythm, device)
         latent_features = resample_to_latent(
             aligner_features, frames, video_fps=config.video.fps, latent_fps=config.latent_frames_per_second
         )
@@ -87,7 +97,7 @@ def generate(
     z = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
     for index, t in enumerate(solver.timesteps):
         timestep = torch.full((2 * batch,), int(t), dtype=torch.int64, device=device)
-        eps = model.unet(torch.cat([z, z], dim=0), timestep, all_tokens, all_mask, all_global, all_features)
+        eps = model.unet(torch.cat([z, z], dim=0), timestep, all_tokens, all_mask, all_global, all_features, adapter_scale)
         eps_cond, eps_uncond = eps.chunk(2, dim=0)
         z = solver.step(guided_eps(eps_cond, eps_uncond, guidance), index, z)
 

@@ -283,6 +283,7 @@ class TUNet(nn.Module):
         storyboard_mask: torch.Tensor | None,
         global_tokens: torch.Tensor,
         aligner_features: torch.Tensor | None = None,
+        adapter_scale: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the noise (Eq. 5's eps_theta).
 
@@ -290,7 +291,9 @@ class TUNet(nn.Module):
         timestep [B] (int or float); tokens [B, N*6, context_dim] (`ConditionBuilder`);
         storyboard_mask [B, T, N] (`storyboard_mask`, 1 = latent frame inside storyboard) or
         None; global_tokens [B, 2, context_dim]; aligner_features [B, T, feature_dim] at the
-        latent frame rate (`resample_to_latent`) or None (no rhythm path).
+        latent frame rate (`resample_to_latent`) or None (no rhythm path); adapter_scale [B] or
+        None: per-sample weight of the TB adapters (0 = that sample without the rhythm path, used
+        for the null branch of guidance, `vem.model.pipeline.guidance_adapter_scale`).
         """
         self._check_inputs(z, timestep, tokens, storyboard_mask, global_tokens, aligner_features)
         if timestep.dim() == 0:
@@ -316,7 +319,7 @@ class TUNet(nn.Module):
                 if block.transformer is not None:
                     h = block.transformer(h, tokens, global_tokens, level_masks[block.factor])
                 if block.adapter is not None and aligner_features is not None:
-                    h = block.adapter(h, level_features[block.factor])
+                    h = block.adapter(h, level_features[block.factor], adapter_scale)
             skips.append(h)
 
         h = self.middle_res1(h, emb)

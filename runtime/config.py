@@ -143,6 +143,13 @@ class DiffusionConfig:
     sampler: str = "dpmpp_2m"
     steps: int = 25
     guidance: float = 3.5
+    # Classifier-free guidance's null branch runs without the TB adapters, so the guided step
+    # eps_null + g (eps_cond - eps_null) amplifies the rhythm path as well as the text and
+    # storyboards. With the adapters in both branches (the usual ControlNet-style choice) their
+    # effect cancels in the difference and the rhythm gets weight 1 at any g. Measured on the
+    # demo checkpoint, 30 held-out clips, 10 steps, g 3: cuts with a beat within 70 ms
+    # 0.45 -> 0.57, mel distance 1.449 -> 1.418 (README, model card).
+    guide_rhythm: bool = True
 
 
 @dataclass

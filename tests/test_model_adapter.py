@@ -108,3 +108,70 @@ def test_resample_to_latent_interpolates_in_seconds():
     assert torch.equal(latent[0, 0], features[0, 0])
     with pytest.raises(ValueError):
         resample_to_latent(features[0], 10)
+
+
+def _trained_copy(config, source):
+    trained = TUNet(config).eval()
+    trained.load_state_dict(source.state_dict())
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for module in trained.modules():
+            if isinstance(module, TBAdapter):
+                for conv in (module.to_gamma, module.to_beta):
+                    conv.weight.normal_(0, 0.05)
+                    conv.bias.normal_(0, 0.05)
+    return trained
+
+
+def test_adapter_scale_switches_the_rhythm_path_per_sample(pair):
+    """Scale 0 makes a sample exactly the model without aligner features (the null branch of
+    guided sampling with guide_rhythm); scale 1 is the plain adapter; both in one batch."""
+    config, with_adapter, _ = pair
+    trained = _trained_copy(config, with_adapter)
+    inputs = _inputs(config)
+    with torch.no_grad():
+        plain = trained(*inputs)
+        no_rhythm = trained(*inputs[:5], None)
+        mixed = trained(*inputs, torch.tensor([1.0, 0.0]))
+    assert not torch.allclose(plain[1], no_rhythm[1])
+    assert torch.allclose(mixed[0], plain[0], atol=1e-6)
+    assert torch.allclose(mixed[1], no_rhythm[1], atol=1e-6)
+
+
+def test_guided_denoiser_graph_module_follows_guide_rhythm(pair):
+    """`GuidedDenoiser` (what the ONNX denoiser is traced from) equals the eager guided step
+    eps_null + g (eps_cond - eps_null) with the null branch's adapters off, or on when the
+    config says guide_rhythm = False."""
+    from vem.export.graphs import GuidedDenoiser
+    from vem.model.vem import VeM
+    from vem.runtime.config import get_config
+
+    config = get_config("demo")
+    torch.manual_seed(0)
+    model = randomize_zero_init_(VeM(config).eval(), std=0.05)
+    frames, storyboards = 32, 2
+    g = torch.Generator().manual_seed(3)
+    ccfg = config.condition
+    latent = torch.randn(1, config.vae.latent_channels, frames, config.latent_mel_bins, generator=g)
+    timestep = torch.tensor([500])
+    caption = torch.randn(1, ccfg.text_dim, generator=g)
+    tags = torch.randn(1, ccfg.text_dim, generator=g)
+    story_text = torch.randn(1, storyboards, ccfg.text_dim, generator=g)
+    story_visual = torch.randn(1, storyboards, ccfg.visual_dim, generator=g)
+    start, duration = torch.tensor([[0.0, 0.6]]), torch.tensor([[0.6, 0.68]])
+    mask = storyboard_mask(start, duration, frames, config.latent_frames_per_second)
+    features = torch.randn(1, frames, config.aligner.feature_dim, generator=g)
+    guidance = torch.tensor(3.0)
+    with torch.no_grad():
+        tokens = model.condition(caption, tags, story_text, story_visual, start, duration)
+        null = model.condition.null_tokens_like(tokens)
+        eps_cond = model.unet(latent, timestep, tokens, mask, model.condition.global_tokens(tokens), features)
+        for guide_rhythm in (True, False):
+            model.config.diffusion.guide_rhythm = guide_rhythm
+            null_features = None if guide_rhythm else features
+            eps_null = model.unet(latent, timestep, null, mask, model.condition.global_tokens(null), null_features)
+            graph = GuidedDenoiser(model).eval()
+            out = graph(latent, timestep, caption, tags, story_text, story_visual, start, duration, mask, features, guidance)
+            assert torch.allclose(out, eps_null + 3.0 * (eps_cond - eps_null), atol=1e-4)
+            assert not torch.allclose(out, eps_cond, atol=1e-2)
+    model.config.diffusion.guide_rhythm = True
