@@ -243,3 +243,35 @@ def test_init_starts_a_new_run_from_saved_weights(tiny, tmp_path):
     assert json.loads((tmp_path / "run" / "init.json").read_text())["init"].endswith("src.safetensors")
     with pytest.raises(ValueError, match="not found"):
         open_run(tmp_path / "run2", get_config("demo"), resume=False, init=tmp_path / "missing.pt")
+
+
+def test_adapter_cut_weighting_and_rhythm_dropout(tiny):
+    """The adapter phase's recipe knobs: frames near a cut get ``cut_weight`` in a loss that
+    stays on the MSE's scale, and ``rhythm_dropout`` turns the adapters off per sample."""
+    from vem.model import VeM
+    from vem.training.phases import CUT_WEIGHT_RADIUS_S
+
+    model = VeM(tiny["config"])
+    settings = PhaseSettings(lr=1e-3, batch=4, minutes=1, max_steps=1, cut_weight=5.0, rhythm_dropout=0.5)
+    phase = make_phase("adapter", tiny["clips"], model, settings)
+    phase.prepare(model)
+    batch = phase.sample_batch(np.random.default_rng(0))
+    weight, scale = batch["frame_weight"], batch["adapter_scale"]
+    assert weight.shape == (4, batch["latent"].shape[2])
+    assert set(np.unique(weight.numpy())) <= {1.0, 5.0}
+    assert set(np.unique(scale.numpy())) <= {0.0, 1.0}
+    # Weighted frames are exactly those within the radius of a cut of the sampled clip.
+    fps = tiny["config"].latent_frames_per_second
+    some_cut = [c for c in phase.conditions if c.cuts_s is not None and len(c.cuts_s)]
+    assert some_cut, "the tiny data set needs a clip with a cut"
+    cond = some_cut[0]
+    w = phase._frame_weights(cond, 0, cond.latent.shape[1] // 4 * 4)
+    centres = (np.arange(len(w)) + 0.5) / fps
+    expected = np.min(np.abs(centres[:, None] - cond.cuts_s[None]), axis=1) <= CUT_WEIGHT_RADIUS_S
+    assert np.array_equal(w == 5.0, expected) and expected.any()
+    loss, parts = phase.loss(model, batch)
+    assert torch.isfinite(loss) and "weighted" in parts
+    # The default recipe draws neither (older runs replay their batches exactly).
+    plain = make_phase("adapter", tiny["clips"], model, PhaseSettings(lr=1e-3, batch=4, minutes=1, max_steps=1))
+    plain.prepare(model)
+    assert "frame_weight" not in plain.sample_batch(np.random.default_rng(0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -72,6 +73,9 @@ def _key_values(text: str, name: str, kind: type) -> dict:
 
 
 def build_train_parser() -> argparse.ArgumentParser:
+    from .phases import DEFAULT_SETTINGS
+
+    DEFAULT_ADAPTER = DEFAULT_SETTINGS["adapter"]
     parser = argparse.ArgumentParser(
         prog="vem-train",
         description="Train the demo checkpoint in the paper's three phases (resumable). 'all' = cache, then phase 1 "
@@ -91,6 +95,12 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--minutes", default="", help="time budget per phase, e.g. vae=5,diffusion=12")
     parser.add_argument("--steps", default="", help="step limit per phase, e.g. vae=500")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cut-weight", type=float, default=None,
+                        help="adapter phase: loss weight of latent frames within 80 ms of a video cut "
+                             f"(default: {DEFAULT_ADAPTER.cut_weight:g}; 1 = plain MSE)")
+    parser.add_argument("--rhythm-dropout", type=float, default=None,
+                        help="adapter phase: share of samples trained with the TB adapters off "
+                             f"(default: {DEFAULT_ADAPTER.rhythm_dropout:g})")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     parser.add_argument("--checkpoint-minutes", type=float, default=3.0, help="save state.pt this often")
     parser.add_argument("--transitions-onnx", default=None,
@@ -149,8 +159,10 @@ def train_main(argv: list[str] | None = None) -> int:
     settings = {}
     for name in PHASE_ORDER:
         base = DEFAULT_SETTINGS[name]
-        settings[name] = type(base)(lr=base.lr, batch=base.batch, minutes=minutes.get(name, base.minutes),
-                                    max_steps=steps.get(name, base.max_steps))
+        settings[name] = dataclasses.replace(
+            base, minutes=minutes.get(name, base.minutes), max_steps=steps.get(name, base.max_steps),
+            cut_weight=base.cut_weight if args.cut_weight is None else args.cut_weight,
+            rhythm_dropout=base.rhythm_dropout if args.rhythm_dropout is None else args.rhythm_dropout)
     phases = list(PHASE_ORDER) if args.command == "all" else [args.command]
     start = time.perf_counter()
     summary = train_phases(model, state, phases, clips, out, settings, progress=not args.quiet, device=args.device,

@@ -204,6 +204,7 @@ def train_phase(
         "prepare_seconds": round(prep_seconds, 1),
         "batch": settings.batch,
         "lr": settings.lr,
+        **({"cut_weight": settings.cut_weight, "rhythm_dropout": settings.rhythm_dropout} if name == "adapter" else {}),
         "final": {k: float(np.mean([r[k] for r in recent])) for k in keys},  # mean of the last 20 steps
     }
     state.summary[name] = summary

@@ -52,6 +52,11 @@ class PhaseSettings:
     batch: int
     minutes: float  # default CPU budget of the phase in `vem-train all`
     max_steps: int
+    # Adapter phase only (`AdapterPhase`): loss weight of the latent frames within
+    # CUT_WEIGHT_RADIUS_S of a video cut (1 = plain mean), and the share of samples trained with
+    # the TB adapters off (rhythm dropout, so guidance's adapter-free null branch is in-distribution).
+    cut_weight: float = 1.0
+    rhythm_dropout: float = 0.0
 
 
 DEFAULT_SETTINGS: dict[str, PhaseSettings] = {
@@ -294,6 +299,7 @@ class ClipConditions:
     runtime_caption: torch.Tensor | None = None
     runtime_tags: torch.Tensor | None = None
     runtime_story_text: torch.Tensor | None = None
+    cuts_s: np.ndarray | None = None  # the video's cuts (seconds), for the adapter's cut weighting
 
 
 @torch.no_grad()
@@ -367,6 +373,9 @@ def clip_latent(model, clip: Clip) -> torch.Tensor:
     return mean[0]
 
 
+CUT_WEIGHT_RADIUS_S = 0.08  # +-2 latent frames at 25 fps: a beat's onset and its attack
+
+
 class DiffusionPhase(Phase):
     name = "diffusion"
     crop_seconds = (4.0, 6.0)
@@ -397,6 +406,7 @@ class DiffusionPhase(Phase):
                 runtime_caption=torch.from_numpy(words.caption_emb),
                 runtime_tags=torch.from_numpy(words.tags_emb),
                 runtime_story_text=torch.from_numpy(words.story_text),
+                cuts_s=np.asarray(clip.cuts_s, dtype=np.float64),
             ))
         if not self.uses_aligner:  # phase 2 fixes the latent scale; phase 3 keeps it
             std = float(torch.cat([c.latent.flatten() for c in self.conditions]).std())
@@ -423,6 +433,7 @@ class DiffusionPhase(Phase):
         shortest = min(c.latent.shape[1] for c in self.conditions)
         length = min(length, shortest // multiple * multiple)
         items = []
+        weights = []
         for _ in range(self.settings.batch):
             cond = self.conditions[rng.integers(len(self.conditions))]
             offset = int(rng.integers(cond.latent.shape[1] - length + 1))
@@ -431,6 +442,7 @@ class DiffusionPhase(Phase):
             end = np.minimum(cond.story_start_s + cond.story_duration_s, t1)
             keep = np.nonzero(end > start + 1e-6)[0]
             items.append((cond, offset, keep, (start[keep] - t0).astype(np.float32), (end - start)[keep].astype(np.float32)))
+            weights.append(self._frame_weights(cond, offset, length))
         n = max(len(k) for _, _, k, _, _ in items)
         batch = {key: [] for key in ("latent", "caption", "tags", "story_text", "story_visual", "start", "duration", "features")}
         for cond, offset, keep, start, duration in items:
@@ -453,7 +465,23 @@ class DiffusionPhase(Phase):
         out["t"] = torch.from_numpy(rng.integers(0, len(self.alphas_cumprod), size=b))
         out["noise"] = torch.from_numpy(rng.standard_normal(tuple(out["latent"].shape)).astype(np.float32))
         out["drop"] = torch.from_numpy(rng.random(b) < self.cond_dropout)
+        if self.uses_aligner and self.settings.cut_weight != 1.0:
+            out["frame_weight"] = torch.from_numpy(np.stack(weights))
+        if self.uses_aligner and self.settings.rhythm_dropout > 0:  # drawn only then: older runs replay exactly
+            out["adapter_scale"] = torch.from_numpy((rng.random(b) >= self.settings.rhythm_dropout).astype(np.float32))
         return out
+
+    def _frame_weights(self, cond: ClipConditions, offset: int, length: int) -> np.ndarray:
+        """Per latent frame loss weight [length]: ``cut_weight`` within CUT_WEIGHT_RADIUS_S of a
+        cut, 1 elsewhere. The rhythm the adapter must learn lives in those few frames (a beat's
+        onset at the cut); in a plain mean they are ~8 % of the loss."""
+        weight = np.ones(length, dtype=np.float32)
+        if self.settings.cut_weight == 1.0 or cond.cuts_s is None or not len(cond.cuts_s):
+            return weight
+        centres = (offset + np.arange(length) + 0.5) / self.latent_fps
+        near = np.min(np.abs(centres[:, None] - cond.cuts_s[None, :]), axis=1) <= CUT_WEIGHT_RADIUS_S
+        weight[near] = self.settings.cut_weight
+        return weight
 
     @property
     def latent_fps(self) -> float:
@@ -475,8 +503,14 @@ class DiffusionPhase(Phase):
                                  batch["start"], batch["duration"], drop_mask=batch["drop"])
         mask = storyboard_mask(batch["start"], batch["duration"], z0.shape[2], cfg.latent_frames_per_second).float()
         features = batch.get("features") if self.uses_aligner else None
-        eps = model.unet(zt, batch["t"], tokens, mask, model.condition.global_tokens(tokens), features)
-        mse = F.mse_loss(eps, batch["noise"])
+        eps = model.unet(zt, batch["t"], tokens, mask, model.condition.global_tokens(tokens), features,
+                         batch.get("adapter_scale") if features is not None else None)
+        squared = (eps - batch["noise"]) ** 2
+        mse = squared.mean()
+        if "frame_weight" in batch:  # normalised, so the loss stays on the plain MSE's scale
+            weight = batch["frame_weight"].view(squared.shape[0], 1, -1, 1)
+            loss = (squared * weight).mean() / weight.mean()
+            return loss, {"mse": float(mse.detach()), "weighted": float(loss.detach())}
         return mse, {"mse": float(mse.detach())}
 
 
