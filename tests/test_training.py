@@ -170,7 +170,7 @@ def test_evaluate_scores_every_row_of_the_table(tiny, tmp_path):
     truth = [r for r in result["rows"] if r["variant"] == "ground_truth"]
     assert all(r["biou"] == 1.0 and r["mel_distance"] == 0.0 for r in truth)  # the music against itself
     for row in result["rows"]:
-        for key in ("tbiou", "biou", "mel_distance", "peak", "clipped_share", "longest_silence_s"):
+        for key in ("tbiou", "tbiou70", "biou", "mel_distance", "peak", "clipped_share", "longest_silence_s"):
             assert np.isfinite(row[key]), (row["variant"], key)
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["clip_00000_full.png", "clip_00001_full.png"]
     table = markdown_table(result)
