@@ -97,6 +97,7 @@ def score(wave: np.ndarray, beats: np.ndarray, clip: Clip, ref_wave: np.ndarray,
         "clipped_share": float(np.mean(np.abs(wave) >= CLIP_LEVEL)) if len(wave) else 0.0,
         "longest_silence_s": longest_silence_s(wave, rate),
         "beats": int(len(beats)),
+        "beats_s": [round(float(b), 4) for b in beats],  # so a row can be re-scored without regenerating
     }
 
 
