@@ -6,6 +6,11 @@ of the beats, log-mel distance), with librosa beats (`vem.runtime.beats`). Rows:
 
 - ``ground_truth``  the clip's own music (vem-synth's reference);
 - ``shuffled``      the next clip's music (same data, no relation to this video);
+- ``reconstruction`` the clip's own music through the trained VAE (posterior mean) and vocoder:
+                    the ceiling the audio path sets on any generated music's rhythm. Its rows also
+                    carry ``aligner_hit70``: the frozen aligner's own cut-and-beat peaks
+                    (p > 0.5, local maxima) as a detector of the video's cuts (the share of cuts
+                    with a peak within 70 ms), the ceiling the rhythm path's input sets;
 - ``no_tb_adapter`` the model without the rhythm path (no aligner features: the TB adapters add 0);
 - ``no_sg_catt``    the model with SG-CAtt's storyboard mask removed, so every latent frame
                     attends to every storyboard (plain cross-attention). Same weights: an
@@ -43,10 +48,11 @@ from .data import Clip, load_cache
 from .phases import aligner_input, clip_story_visual, runtime_text
 
 MODEL_VARIANTS = ("no_tb_adapter", "no_sg_catt", "full")
-ALL_VARIANTS = ("ground_truth", "shuffled") + MODEL_VARIANTS
+ALL_VARIANTS = ("ground_truth", "shuffled", "reconstruction") + MODEL_VARIANTS
 LABELS = {
     "ground_truth": "ground-truth music",
     "shuffled": "shuffled music (another clip's)",
+    "reconstruction": "ground truth through VAE + vocoder",
     "no_tb_adapter": "VeM-demo without TB-As",
     "no_sg_catt": "VeM-demo without SG-CAtt (mask off)",
     "full": "VeM-demo (full)",
@@ -102,6 +108,29 @@ def score(wave: np.ndarray, beats: np.ndarray, clip: Clip, ref_wave: np.ndarray,
 
 
 @torch.no_grad()
+def reconstruct(model, clip: Clip) -> np.ndarray:
+    """The clip's reference log-mel through the VAE (posterior mean) and the vocoder."""
+    frames = clip.mel.shape[1] // model.config.vae.downsample * model.config.vae.downsample
+    mean, _ = model.vae.encode(torch.from_numpy(clip.mel[:, :frames]).T.reshape(1, 1, frames, -1))
+    mel = model.vae.decode(mean)
+    wave = model.vocoder(mel.squeeze(1).transpose(1, 2)).squeeze(1)[0].float().numpy()
+    return np.pad(wave, (0, max(0, len(clip.wave) - len(wave))))[: len(clip.wave)]
+
+
+@torch.no_grad()
+def aligner_hit_rate(model, clip: Clip, threshold: float = 0.5) -> float:
+    """Share of the clip's cuts with a local maximum of the aligner's cut-and-beat probability
+    above ``threshold`` within 70 ms; NaN without cuts."""
+    if not len(clip.cuts_s):
+        return math.nan
+    _, logits = model.aligner(aligner_input(clip.aligner, clip.trans_prob))
+    p = torch.sigmoid(logits[0]).numpy()
+    inner = np.arange(1, len(p) - 1)
+    peaks = inner[(p[inner] > threshold) & (p[inner] >= p[inner - 1]) & (p[inner] >= p[inner + 1])]
+    return hit_rate(clip.cuts_s, peaks / model.config.video.fps) if len(peaks) else 0.0
+
+
+@torch.no_grad()
 def generate_for_clip(model, clip: Clip, variant: str, steps: int | None, guidance: float | None, seed: int,
                       text: str = "runtime") -> np.ndarray:
     if variant not in MODEL_VARIANTS:
@@ -139,7 +168,7 @@ def generate_for_clip(model, clip: Clip, variant: str, steps: int | None, guidan
 def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | None = None,
              guidance: float | None = None, variants: tuple[str, ...] = ALL_VARIANTS, seed: int = 0,
              text: str = "runtime", png_dir: str | None = None, png_clips: int = 2,
-             log=None) -> dict:
+             log=None, guide_rhythm: bool | None = None) -> dict:
     """Score ``variants`` on the first ``count`` clips of ``cache_dir``; returns rows and means."""
     from vem.runtime.plot import write_spectrogram_png
 
@@ -147,6 +176,8 @@ def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | Non
     if unknown:
         raise ValueError(f"unknown variants {unknown}; choose from {list(ALL_VARIANTS)}")
     model = load_checkpoint(checkpoint).float().eval()
+    if guide_rhythm is not None:  # default: the config's (`DiffusionConfig.guide_rhythm`)
+        model.config.diffusion.guide_rhythm = guide_rhythm
     rate = model.config.audio.sample_rate
     clips = load_cache(cache_dir)[:count]
     if len(clips) < 2 and "shuffled" in variants:
@@ -162,6 +193,9 @@ def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | Non
                 j = (i + 1) % len(clips)
                 wave = np.resize(clips[j].wave, len(ref_wave))  # loops the other clip's music if shorter
                 beats = track_beats(wave, rate)
+            elif variant == "reconstruction":
+                wave = reconstruct(model, clip)
+                beats = track_beats(wave, rate)
             else:
                 wave = generate_for_clip(model, clip, variant, steps, guidance, seed, text)
                 beats = track_beats(wave, rate)
@@ -170,6 +204,8 @@ def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | Non
                     write_spectrogram_png(str(Path(png_dir) / f"{clip.name}_full.png"), wave, rate, clip.cuts_s, beats)
             row = {"clip": clip.name, "variant": variant, "seconds": clip.duration_s, "cuts": int(len(clip.cuts_s)),
                    **score(wave, beats, clip, ref_wave, ref_beats, rate)}
+            if variant == "reconstruction":
+                row["aligner_hit70"] = aligner_hit_rate(model, clip)
             rows.append(row)
             if log is not None:
                 print(json.dumps(row), file=log, flush=True)
@@ -178,6 +214,7 @@ def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | Non
         "steps": steps or model.config.diffusion.steps,
         "guidance": guidance if guidance is not None else model.config.diffusion.guidance,
         "seed": seed, "text": text, "beat_tracker": "librosa",
+        "guide_rhythm": bool(model.config.diffusion.guide_rhythm),
         "summary": summarise(rows, variants), "rows": rows,
     }
 
@@ -194,7 +231,7 @@ def summarise(rows: list[dict], variants: tuple[str, ...]) -> dict:
     """Per variant: mean and 95 % half-width (normal approximation over clips) of every metric,
     plus paired differences of TBIoU and the hit rate between the full model and each ablation."""
     keys = ("tbiou", "tbiou70", "biou", "hit70", "chance70", "mel_distance", "tempo_cv", "peak", "clipped_share",
-            "longest_silence_s")
+            "longest_silence_s", "aligner_hit70")
     out = {}
     for variant in variants:
         mine = [r for r in rows if r["variant"] == variant]
@@ -281,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the rows and the summary here")
     parser.add_argument("--markdown", default=None, help="write the table here")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-guide-rhythm", action="store_true",
+                        help="keep the TB adapters in guidance's null branch (the behaviour before "
+                             "DiffusionConfig.guide_rhythm), for comparison")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
@@ -291,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("give a checkpoint and a cache folder, or --combine")
         else:
             result = evaluate(args.checkpoint, args.cache, args.count, args.steps, args.guidance, variants,
-                              args.seed, args.text, args.png_dir, log=sys.stderr)
+                              args.seed, args.text, args.png_dir, log=sys.stderr,
+                              guide_rhythm=False if args.no_guide_rhythm else None)
     except (ValueError, FileNotFoundError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2
