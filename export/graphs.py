@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vem.model.pipeline import guidance_adapter_scale
 from vem.model.vem import VeM
 from vem.runtime.bundle import TensorSpec
 from vem.runtime.config import VemConfig
@@ -113,16 +114,10 @@ class GuidedDenoiser(nn.Module):
             torch.cat([storyboard_mask, storyboard_mask], dim=0),
             all_global,
             torch.cat([aligner_features, aligner_features], dim=0),
-            self._adapter_scale(latent),
+            guidance_adapter_scale(latent, self.guide_rhythm),
         )
         eps_cond, eps_uncond = eps.chunk(2, dim=0)
         return eps_uncond + guidance * (eps_cond - eps_uncond)
-
-    def _adapter_scale(self, latent: torch.Tensor) -> torch.Tensor:
-        """[1]*B + [0 or 1]*B built from the latent's batch size, so it stays dynamic in the
-        graph (`vem.model.pipeline.guidance_adapter_scale` is the eager twin)."""
-        ones = torch.ones_like(latent[:, 0, 0, 0])
-        return torch.cat([ones, ones * (0.0 if self.guide_rhythm else 1.0)], dim=0)
 
 
 class VAEDecoderGraph(nn.Module):

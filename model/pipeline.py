@@ -29,12 +29,13 @@ class Generation:
     waveform: torch.Tensor  # [B, samples], trimmed to round(seconds * sample_rate)
 
 
-def guidance_adapter_scale(batch: int, guide_rhythm: bool, device=None) -> torch.Tensor:
-    """Per-sample TB adapter weights for a guided batch [conditional B, null B]: the null branch
-    gets 0 when ``guide_rhythm`` (`DiffusionConfig.guide_rhythm`), so guidance amplifies the
-    rhythm path too; otherwise both branches carry the adapters."""
-    null = 0.0 if guide_rhythm else 1.0
-    return torch.tensor([1.0] * batch + [null] * batch, device=device)
+def guidance_adapter_scale(latent: torch.Tensor, guide_rhythm: bool) -> torch.Tensor:
+    """Per-sample TB adapter weights [2B] for a guided batch [conditional B, null B] of
+    ``latent`` [B, ...]: the null branch gets 0 when ``guide_rhythm``
+    (`DiffusionConfig.guide_rhythm`), so guidance amplifies the rhythm path too; otherwise both
+    branches carry the adapters. Built from the latent's batch, so a traced graph keeps it dynamic."""
+    ones = torch.ones_like(latent[:, 0, 0, 0])
+    return torch.cat([ones, ones * (0.0 if guide_rhythm else 1.0)], dim=0)
 
 
 @torch.no_grad()
@@ -81,9 +82,7 @@ def generate(
     mask = storyboard_mask(story_start_s, story_duration_s, frames, config.latent_frames_per_second).to(device)
     all_mask = torch.cat([mask, mask], dim=0)
     all_features = None
-    adapter_scale = None
     if aligner_features is not None:
-        adapter_scale = guidance_adapter_scale(batch, config.diffusion.guide_rhythm, device)
         latent_features = resample_to_latent(
             aligner_features, frames, video_fps=config.video.fps, latent_fps=config.latent_frames_per_second
         )
@@ -95,9 +94,11 @@ def generate(
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
     shape = (batch, config.vae.latent_channels, frames, config.latent_mel_bins)
     z = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+    adapter_scale = None if all_features is None else guidance_adapter_scale(z, config.diffusion.guide_rhythm)
     for index, t in enumerate(solver.timesteps):
         timestep = torch.full((2 * batch,), int(t), dtype=torch.int64, device=device)
-        eps = model.unet(torch.cat([z, z], dim=0), timestep, all_tokens, all_mask, all_global, all_features, adapter_scale)
+        eps = model.unet(torch.cat([z, z], dim=0), timestep, all_tokens, all_mask, all_global, all_features,
+                         adapter_scale)
         eps_cond, eps_uncond = eps.chunk(2, dim=0)
         z = solver.step(guided_eps(eps_cond, eps_uncond, guidance), index, z)
 
