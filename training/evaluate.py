@@ -9,8 +9,9 @@ of the beats, log-mel distance), with librosa beats (`vem.runtime.beats`). Rows:
 - ``reconstruction`` the clip's own music through the trained VAE (posterior mean) and vocoder:
                     the ceiling the audio path sets on any generated music's rhythm. Its rows also
                     carry ``aligner_hit70``: the frozen aligner's own cut-and-beat peaks
-                    (p > 0.5, local maxima) as a detector of the video's cuts (the share of cuts
-                    with a peak within 70 ms), the ceiling the rhythm path's input sets;
+                    (p > 0.5, one per run, as the runtime picks cuts) as a detector of the
+                    video's cuts (the share of cuts with a peak within 70 ms), the ceiling the
+                    rhythm path's input sets;
 - ``no_tb_adapter`` the model without the rhythm path (no aligner features: the TB adapters add 0);
 - ``no_sg_catt``    the model with SG-CAtt's storyboard mask removed, so every latent frame
                     attends to every storyboard (plain cross-attention). Same weights: an
@@ -43,9 +44,10 @@ from vem.model import generate, load_checkpoint
 from vem.runtime.beats import track_beats
 from vem.runtime.mel import log_mel, mel_distance
 from vem.runtime.metrics import HIT_TOLERANCE_S, biou, chance_hit_rate, hit_rate, tbiou
+from vem.runtime.transitions import transition_frames
 
 from .data import Clip, load_cache
-from .phases import aligner_input, clip_story_visual, runtime_text
+from .phases import aligner_input, clip_latent, clip_story_visual, runtime_text
 
 MODEL_VARIANTS = ("no_tb_adapter", "no_sg_catt", "full")
 ALL_VARIANTS = ("ground_truth", "shuffled", "reconstruction") + MODEL_VARIANTS
@@ -109,24 +111,22 @@ def score(wave: np.ndarray, beats: np.ndarray, clip: Clip, ref_wave: np.ndarray,
 
 @torch.no_grad()
 def reconstruct(model, clip: Clip) -> np.ndarray:
-    """The clip's reference log-mel through the VAE (posterior mean) and the vocoder."""
-    frames = clip.mel.shape[1] // model.config.vae.downsample * model.config.vae.downsample
-    mean, _ = model.vae.encode(torch.from_numpy(clip.mel[:, :frames]).T.reshape(1, 1, frames, -1))
-    mel = model.vae.decode(mean)
+    """The clip's reference log-mel through the VAE (posterior mean, as training encodes it) and
+    the vocoder."""
+    mel = model.vae.decode(clip_latent(model, clip)[None])
     wave = model.vocoder(mel.squeeze(1).transpose(1, 2)).squeeze(1)[0].float().numpy()
     return np.pad(wave, (0, max(0, len(clip.wave) - len(wave))))[: len(clip.wave)]
 
 
 @torch.no_grad()
 def aligner_hit_rate(model, clip: Clip, threshold: float = 0.5) -> float:
-    """Share of the clip's cuts with a local maximum of the aligner's cut-and-beat probability
-    above ``threshold`` within 70 ms; NaN without cuts."""
+    """Share of the clip's cuts within 70 ms of a peak of the aligner's cut-and-beat probability
+    (one peak per run above ``threshold``, the runtime's `transition_frames` rule); NaN without
+    cuts."""
     if not len(clip.cuts_s):
         return math.nan
     _, logits = model.aligner(aligner_input(clip.aligner, clip.trans_prob))
-    p = torch.sigmoid(logits[0]).numpy()
-    inner = np.arange(1, len(p) - 1)
-    peaks = inner[(p[inner] > threshold) & (p[inner] >= p[inner - 1]) & (p[inner] >= p[inner + 1])]
+    peaks = transition_frames(torch.sigmoid(logits[0]).numpy(), threshold)
     return hit_rate(clip.cuts_s, peaks / model.config.video.fps) if len(peaks) else 0.0
 
 

@@ -434,6 +434,7 @@ class DiffusionPhase(Phase):
         length = min(length, shortest // multiple * multiple)
         items = []
         weights = []
+        weigh_cuts = self.uses_aligner and self.settings.cut_weight != 1.0
         for _ in range(self.settings.batch):
             cond = self.conditions[rng.integers(len(self.conditions))]
             offset = int(rng.integers(cond.latent.shape[1] - length + 1))
@@ -442,7 +443,8 @@ class DiffusionPhase(Phase):
             end = np.minimum(cond.story_start_s + cond.story_duration_s, t1)
             keep = np.nonzero(end > start + 1e-6)[0]
             items.append((cond, offset, keep, (start[keep] - t0).astype(np.float32), (end - start)[keep].astype(np.float32)))
-            weights.append(self._frame_weights(cond, offset, length))
+            if weigh_cuts:
+                weights.append(self._frame_weights(cond, offset, length))
         n = max(len(k) for _, _, k, _, _ in items)
         batch = {key: [] for key in ("latent", "caption", "tags", "story_text", "story_visual", "start", "duration", "features")}
         for cond, offset, keep, start, duration in items:
@@ -465,7 +467,7 @@ class DiffusionPhase(Phase):
         out["t"] = torch.from_numpy(rng.integers(0, len(self.alphas_cumprod), size=b))
         out["noise"] = torch.from_numpy(rng.standard_normal(tuple(out["latent"].shape)).astype(np.float32))
         out["drop"] = torch.from_numpy(rng.random(b) < self.cond_dropout)
-        if self.uses_aligner and self.settings.cut_weight != 1.0:
+        if weigh_cuts:
             out["frame_weight"] = torch.from_numpy(np.stack(weights))
         if self.uses_aligner and self.settings.rhythm_dropout > 0:  # drawn only then: older runs replay exactly
             out["adapter_scale"] = torch.from_numpy((rng.random(b) >= self.settings.rhythm_dropout).astype(np.float32))
@@ -476,7 +478,7 @@ class DiffusionPhase(Phase):
         cut, 1 elsewhere. The rhythm the adapter must learn lives in those few frames (a beat's
         onset at the cut); in a plain mean they are ~8 % of the loss."""
         weight = np.ones(length, dtype=np.float32)
-        if self.settings.cut_weight == 1.0 or cond.cuts_s is None or not len(cond.cuts_s):
+        if cond.cuts_s is None or not len(cond.cuts_s):
             return weight
         centres = (offset + np.arange(length) + 0.5) / self.latent_fps
         near = np.min(np.abs(centres[:, None] - cond.cuts_s[None, :]), axis=1) <= CUT_WEIGHT_RADIUS_S
