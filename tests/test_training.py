@@ -275,3 +275,14 @@ def test_adapter_cut_weighting_and_rhythm_dropout(tiny):
     plain = make_phase("adapter", tiny["clips"], model, PhaseSettings(lr=1e-3, batch=4, minutes=1, max_steps=1))
     plain.prepare(model)
     assert "frame_weight" not in plain.sample_batch(np.random.default_rng(0))
+
+
+def test_paired_differences_use_common_clips_and_skip_nan():
+    from vem.training.evaluate import paired_differences
+
+    a = [{"clip": "x", "hit70": 1.0}, {"clip": "y", "hit70": 0.5}, {"clip": "z", "hit70": float("nan")},
+         {"clip": "only_a", "hit70": 0.0}]
+    b = [{"clip": "x", "hit70": 0.5}, {"clip": "y", "hit70": 0.5}, {"clip": "z", "hit70": 0.2}]
+    out = paired_differences(a, b, ("hit70",))["hit70"]
+    assert out["mean"] == pytest.approx(0.25)  # (0.5 + 0.0) / 2: z has a NaN, only_a no partner
+    assert out["ci95"] == pytest.approx(1.96 * np.std([0.5, 0.0], ddof=1) / np.sqrt(2))

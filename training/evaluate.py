@@ -245,16 +245,30 @@ def summarise(rows: list[dict], variants: tuple[str, ...]) -> dict:
         stats["clips"] = len(mine)
         out[variant] = stats
     if "full" in variants:
-        full = {r["clip"]: r for r in rows if r["variant"] == "full"}
+        full = [r for r in rows if r["variant"] == "full"]
         for other in variants:
-            if other == "full":
-                continue
-            theirs = {r["clip"]: r for r in rows if r["variant"] == other}
-            for key in ("tbiou", "tbiou70", "hit70"):
-                diffs = [full[c].get(key, math.nan) - theirs[c].get(key, math.nan) for c in full if c in theirs
-                         and not math.isnan(full[c].get(key, math.nan)) and not math.isnan(theirs[c].get(key, math.nan))]
-                mean, half = _mean_ci(diffs)
-                out.setdefault("paired_full_minus", {}).setdefault(other, {})[key] = {"mean": mean, "ci95": half}
+            if other != "full":
+                theirs = [r for r in rows if r["variant"] == other]
+                out.setdefault("paired_full_minus", {})[other] = paired_differences(full, theirs)
+    return out
+
+
+def paired_differences(rows_a: list[dict], rows_b: list[dict],
+                       keys: tuple[str, ...] = ("tbiou", "tbiou70", "hit70")) -> dict:
+    """Per key, mean and 95 % half-width of a - b over the clips both row lists score (NaNs,
+    e.g. the hit rate of a clip without cuts, left out)."""
+    b_by_clip = {r["clip"]: r for r in rows_b}
+    out = {}
+    for key in keys:
+        diffs = []
+        for row in rows_a:
+            other = b_by_clip.get(row["clip"])
+            if other is not None:
+                a, b = row.get(key, math.nan), other.get(key, math.nan)
+                if not (math.isnan(a) or math.isnan(b)):
+                    diffs.append(a - b)
+        mean, half = _mean_ci(diffs)
+        out[key] = {"mean": mean, "ci95": half}
     return out
 
 
@@ -318,12 +332,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the rows and the summary here")
     parser.add_argument("--markdown", default=None, help="write the table here")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--paired", nargs=2, default=None, metavar=("A", "B"),
+                        help="instead of evaluating, print the paired differences A - B of the "
+                             "--variant rows of two --json results over their common clips")
+    parser.add_argument("--variant", default="full", help="the rows --paired compares (default: full)")
     parser.add_argument("--no-guide-rhythm", action="store_true",
                         help="keep the TB adapters in guidance's null branch (the behaviour before "
                              "DiffusionConfig.guide_rhythm), for comparison")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    if args.paired:
+        try:
+            a, b = ([r for r in json.loads(Path(p).read_text())["rows"] if r["variant"] == args.variant]
+                    for p in args.paired)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"evaluate: {exc}", file=sys.stderr)
+            return 2
+        keys = ("tbiou", "tbiou70", "hit70", "biou", "mel_distance", "tempo_cv")
+        print(f"| {args.variant}: A - B | mean | 95 % half-width |\n|---|---:|---:|")
+        for key, stats in paired_differences(a, b, keys).items():
+            print(f"| {key} | {stats['mean']:+.3f} | {stats['ci95']:.3f} |")
+        return 0
     try:
         if args.combine:
             result = combine([json.loads(Path(p).read_text()) for p in args.combine])
