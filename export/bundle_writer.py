@@ -447,7 +447,7 @@ def _export_transitions(folder: Path, work: Path, precisions: list[str], real_fr
     """TransNetV2 (vem.export.transitions): fp32, and for fp16 the fp16-stored-weights variant
     (fp32 compute: the same speed as fp32 on ONNX Runtime's CPU provider and half the size, as
     measured in vem.export.transitions' docstring; the true fp16-compute variant buys nothing
-    on a CPU, and TransNetV2 costs ~0.35 CPU-s per second of video either way)."""
+    on a CPU, and TransNetV2 costs ~0.28 CPU-s per second of video either way)."""
     from vem.runtime.transitions import sliding_windows
 
     from . import transitions as tn

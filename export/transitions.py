@@ -34,19 +34,31 @@ with the *same submodules and weights* and three equivalent rewrites:
   instead of a flat int32 scatter over batch*time*512 bins;
 - the 101-frame similarity look-up ``padded[b, t, t:t+101]`` is one Gather with constant flat
   indices instead of three broadcast index tensors built from ``arange(batch)``;
-- dropout is dropped (eval mode: identity).
+- dropout is dropped (eval mode: identity);
+- the 3D convolutions run as 2D ones (:class:`DilatedDCNN2d`, exact up to float rounding):
+  TransNetV2's (2+1)D cells are a (1,3,3) spatial conv and a (3,1,1) dilated temporal conv per
+  branch. The four branches' spatial convs read the same input, so they become one Conv2d over
+  frames folded into the batch ([B*T, C, H, W]); each temporal conv is a Conv2d with a (3, 1)
+  kernel over [B, C, T, H*W] (a free reshape); the BatchNorm after the branch concat is folded
+  into the temporal convs' weights and biases, and the 1x2x2 average pool is a 2D pool. Why:
+  ONNX Runtime's CPU provider runs 3D convs through a generic im2col path and has no int8 kernel
+  for them, while 2D convs get its blocked (NCHWc) fp32 kernels and QLinearConv int8 kernels.
+  Measured on this 2-core CPU, one thread, 2 windows: fp32 2.17 s -> 1.74 s (1.25x); int8
+  (`vem-export --precision int8`) then runs 2.1x faster than the 2D fp32 graph, where the 3D
+  graph's int8 had gained 1.03x.
 
 Parity against the package's own ``predict_raw`` is measured by :func:`parity_against_torch`.
 
-Precision variants and which one a bundle should carry (measured 2026-11-25, 2-core x86 CPU
-shared with other jobs, ONNX Runtime 1.32; ``python -m vem.export.transitions OUT --bench``)
+Precision variants and which one a bundle should carry (measured 2026-11-26 with the 2D-conv
+graph, 2-core x86 CPU with a training job on the other core, ONNX Runtime 1.32;
+``python -m vem.export.transitions OUT --bench --threads 1 --bench-batch 2 --bench-rounds 5``)
 -------------------------------------------------------------------------------------------
 =========================  =======  ===========================  ==============================
 file                       size     max |p - torch| (random)     ORT CPU, 1 thread, per window
 =========================  =======  ===========================  ==============================
-transitions.onnx (fp32)    30.6 MB  1.0e-7                       ~1.1 CPU-s (~0.6 s wall, 2 thr)
-transitions.fp16.onnx      15.4 MB  5.2e-4                       ~1.1 CPU-s (no gain on CPU)
-transitions.fp16w.onnx     15.4 MB  4.7e-4                       ~1.1 CPU-s (= fp32: casts fold)
+transitions.onnx (fp32)    30.6 MB  1.0e-7                       0.86 CPU-s (3D convs: ~1.1)
+transitions.fp16.onnx      15.4 MB  1.5e-4                       0.87 CPU-s (no gain on CPU)
+transitions.fp16w.onnx     15.4 MB  3.0e-4                       0.87 CPU-s (= fp32: casts fold)
 =========================  =======  ===========================  ==============================
 
 Real frames give smaller errors (~2.5e-4) and identical cut times. ONNX Runtime's CPU provider
@@ -55,8 +67,8 @@ error comes almost entirely from rounding the weights, which the fp16-weight fil
 Recommendation: the default (CPU-first, size-capped) bundle carries ``transitions.fp16w.onnx``
 (half the size, fp32 speed and numerics in every op); a GPU/TensorRT fp16 bundle carries
 ``transitions.fp16.onnx``. fp32 is the reference. One 100-frame window predicts 50 new frames
-= 3.125 s of 16 fps video, so parsing costs ~0.35 CPU-seconds (~0.19 s wall on 2 cores) per
-second of video.
+= 3.125 s of 16 fps video, so parsing costs ~0.28 CPU-seconds per second of video in fp32
+(~0.35 with the 3D-conv graph).
 """
 
 from __future__ import annotations
@@ -150,6 +162,73 @@ def load_transnetv2():
     return model
 
 
+def _make_dcnn_2d(dcnn: Any):
+    """A :class:`DilatedDCNN2d` (module docstring: the 3D convs as 2D ones) for one of the
+    package's ``DilatedDCNNV2`` cells, its weights copied (the package's module is not changed)."""
+    import torch
+    import torch.nn.functional as F
+
+    class DilatedDCNN2d(torch.nn.Module):
+        """One TransNetV2 cell on [B, C, T, H, W]: four (2+1)D branches with temporal dilations
+        1, 2, 4, 8, concatenated, BatchNorm (folded), optional activation -- as 2D convolutions."""
+
+        def __init__(self, cell: Any):
+            super().__init__()
+            branches = [cell.Conv3D_1, cell.Conv3D_2, cell.Conv3D_4, cell.Conv3D_8]
+            for branch in branches:
+                if len(branch.layers) != 2:
+                    raise ValueError("expected TransNetV2's separable (2+1)D convolutions")
+                spatial, temporal = branch.layers
+                if (tuple(spatial.kernel_size) != (1, 3, 3) or tuple(spatial.padding) != (0, 1, 1)
+                        or tuple(temporal.kernel_size) != (3, 1, 1) or spatial.bias is not None
+                        or temporal.dilation[0] != temporal.padding[0]):
+                    raise ValueError("unexpected TransNetV2 convolution shapes")
+            if cell.bn is None:
+                raise ValueError("expected TransNetV2 cells with batch norm")
+            with torch.no_grad():
+                # [4 * 2F, C, 3, 3]: the four spatial convs share their input -> one conv
+                self.spatial_weight = torch.nn.Parameter(
+                    torch.cat([b.layers[0].weight[:, :, 0] for b in branches]).clone(), requires_grad=False)
+                bn = cell.bn
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                shift = bn.bias - bn.running_mean * scale
+                out = branches[0].layers[1].out_channels
+                weights, biases = [], []
+                for i, branch in enumerate(branches):
+                    temporal = branch.layers[1]
+                    s = scale[i * out:(i + 1) * out]
+                    bias = shift[i * out:(i + 1) * out].clone()
+                    if temporal.bias is not None:
+                        bias = bias + s * temporal.bias
+                    # [F, 2F, 3, 1]: a (3, 1) kernel over (time, pixels)
+                    weights.append(torch.nn.Parameter(temporal.weight[..., 0] * s.view(-1, 1, 1, 1),
+                                                      requires_grad=False))
+                    biases.append(torch.nn.Parameter(bias, requires_grad=False))
+            self.temporal_weights = torch.nn.ParameterList(weights)
+            self.temporal_biases = torch.nn.ParameterList(biases)
+            self.dilations = [int(b.layers[1].dilation[0]) for b in branches]
+            self.middle = branches[0].layers[0].out_channels
+            self.activation = cell.activation
+
+        def forward(self, x):
+            batch, channels, frames, height, width = x.shape
+            y = x.transpose(1, 2).reshape(batch * frames, channels, height, width)
+            y = F.conv2d(y, self.spatial_weight, padding=1)
+            y = y.reshape(batch, frames, -1, height * width).transpose(1, 2)  # [B, 4*2F, T, H*W]
+            branches = [
+                F.conv2d(y[:, i * self.middle:(i + 1) * self.middle], weight, bias,
+                         dilation=(dilation, 1), padding=(dilation, 0))
+                for i, (weight, bias, dilation) in enumerate(zip(self.temporal_weights, self.temporal_biases,
+                                                                   self.dilations))
+            ]
+            z = torch.cat(branches, 1)
+            if self.activation is not None:
+                z = self.activation(z)
+            return z.reshape(batch, -1, frames, height, width)
+
+    return DilatedDCNN2d(dcnn).eval()
+
+
 def _make_export_module(model: Any, window: int = WINDOW_FRAMES):
     import torch
     import torch.nn.functional as F
@@ -173,6 +252,26 @@ def _make_export_module(model: Any, window: int = WINDOW_FRAMES):
             self.register_buffer("lookup_index", (t * padded_width + t + k).reshape(-1), persistent=False)
             self.register_buffer("bin_weights", torch.tensor([64.0, 8.0, 1.0]), persistent=False)
             self.half = half
+            for block in net.SDDCNN:
+                if not isinstance(block.pool, torch.nn.AvgPool3d):
+                    raise ValueError("expected TransNetV2's average pooling")
+            self.cells_2d = torch.nn.ModuleList(
+                torch.nn.ModuleList(_make_dcnn_2d(cell) for cell in block.DDCNN) for block in net.SDDCNN)
+
+        def _stacked_block(self, block, cells, x):
+            """The package's StackedDDCNNV2 forward (eval mode) over the 2D cells."""
+            shortcut = None
+            for cell in cells:
+                x = cell(x)
+                if shortcut is None:
+                    shortcut = x
+            x = F.relu(x)
+            if block.shortcut:
+                drop = block.stochastic_depth_drop_prob
+                x = (1 - drop) * x + shortcut if drop else x + shortcut
+            batch, channels, frames, height, width = x.shape
+            x = F.avg_pool2d(x.reshape(batch, channels * frames, height, width), 2)  # the (1, 2, 2) pool
+            return x.reshape(batch, channels, frames, height // 2, width // 2)
 
         def _lookup(self, similarities):
             """[B, T, T] similarities -> [B, T, 101]: each frame against its +-50 neighbours,
@@ -202,8 +301,8 @@ def _make_export_module(model: Any, window: int = WINDOW_FRAMES):
             net = self.net
             x = frames.permute(0, 4, 1, 2, 3).float() / 255.0  # [B, 3, T, H, W]
             block_features = []
-            for block in net.SDDCNN:
-                x = block(x)
+            for block, cells in zip(net.SDDCNN, self.cells_2d):
+                x = self._stacked_block(block, cells, x)
                 block_features.append(x)
             x = x.permute(0, 2, 3, 4, 1).flatten(2)  # [B, T, 3*6*channels]
             x = torch.cat([self._color_histograms(frames), self._frame_similarity(block_features), x], 2)

@@ -234,6 +234,25 @@ def test_exported_graph_is_checked_clean_and_batch_dynamic(exported):
     assert exported.fp32_sha256 == onnx_utils.sha256_file(exported.fp32_path)
 
 
+def test_exported_graph_has_only_2d_convolutions(exported, transnet):
+    """The (2+1)D convs are exported as 2D ones (ONNX Runtime's CPU provider has blocked fp32 and
+    int8 kernels only for those; vem.export.transitions' docstring): no 5-D conv weight and no
+    BatchNormalization left (folded), and the package's own model is not changed by the export."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(exported.fp32_path))
+    weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    # 6 cells x (one merged spatial conv + four temporal convs)
+    assert len(convs) == 30
+    assert all(weights[n.input[1]].ndim == 4 for n in convs)
+    assert "BatchNormalization" not in {n.op_type for n in model.graph.node}
+    import torch
+
+    assert any(isinstance(m, torch.nn.Conv3d) for m in transnet.modules())
+
+
 def test_fp32_parity_on_random_windows(exported):
     # measured by the export at batch 3 (the trace used batch 2)
     assert exported.parity_fp32["single_frame"] < 1e-4
