@@ -10,7 +10,9 @@ cuts is recorded (`vem.calibration.recorder`) and each component is timed on the
 gets (the denoiser: one guided step). End to end = `Pipeline.generate` on that clip with the
 bundle's sampler defaults, analysis included, as `vem-run` does it.
 
-The last test prints the ratio table (fp32 time / precision time) and writes it to
+End to end is timed twice: by pytest-benchmark per precision, and interleaved (the precisions'
+runs alternate, so a load change on a shared machine hits them alike) with the median of every
+stage. The last test prints the ratio table (fp32 time / precision time) and writes it to
 ``benchmarks/results/precision_cpu.json``.
 """
 
@@ -96,6 +98,34 @@ def test_end_to_end(benchmark, precision, clip):
     MEDIANS[("end_to_end", precision)] = benchmark.stats.stats.median
 
 
+INTERLEAVED_ROUNDS = 4
+INTERLEAVED: dict[str, dict] = {}
+
+
+def test_end_to_end_interleaved(clip):
+    """End to end again, the precisions' runs interleaved (fp32, int8, fp32, int8, ...) so that a
+    load change on a shared machine hits them alike; the median total and the median of each
+    stage (the report's ``timings_s``) per precision."""
+    from vem.runtime.pipeline import Pipeline
+
+    pipelines = {}
+    for precision in PRECISIONS:
+        try:
+            path = _bundle_for(precision)
+        except pytest.skip.Exception:
+            continue
+        pipelines[precision] = Pipeline.load(path, backend="onnxruntime", precision=precision)
+        pipelines[precision].generate(clip, seed=0)  # warm-up
+    runs: dict[str, list[dict]] = {p: [] for p in pipelines}
+    for _ in range(INTERLEAVED_ROUNDS):
+        for precision, pipeline in pipelines.items():
+            runs[precision].append(pipeline.generate(clip, seed=0).report["timings_s"])
+    for precision, timings in runs.items():
+        stages = {key: float(np.median([t[key] for t in timings])) for key in timings[0]}
+        INTERLEAVED[precision] = {"rounds": len(timings), "median_s": stages}
+    assert all(v["median_s"]["total"] > 0 for v in INTERLEAVED.values())
+
+
 def test_ratio_table():
     """fp32 median / precision median per row (> 1 = faster than fp32); written to results/."""
     if not MEDIANS:
@@ -120,11 +150,28 @@ def test_ratio_table():
         note = "  (int8 bundle keeps fp32 here)" if r.get("int8_is_fp32_graph") else ""
         lines.append(f"{r['component']:<12} {cell(r, 'fp32_ms', 9, 1)} {cell(r, 'fp16_ms', 9, 1)} "
                      f"{cell(r, 'int8_ms', 9, 1)} {cell(r, 'fp16_speedup', 7, 2)} {cell(r, 'int8_speedup', 7, 2)}{note}")
+    interleaved = {}
+    if "fp32" in INTERLEAVED:
+        base = INTERLEAVED["fp32"]["median_s"]
+        lines.append(f"interleaved end to end ({INTERLEAVED_ROUNDS} rounds each), median s per stage:")
+        stages = [k for k in base if k != "total"] + ["total"]
+        lines.append(f"  {'stage':<13}" + "".join(f"{p:>9}" for p in INTERLEAVED) + "".join(
+            f"{p + ' x':>9}" for p in INTERLEAVED if p != "fp32"))
+        for stage in stages:
+            cells = "".join(f"{INTERLEAVED[p]['median_s'].get(stage, float('nan')):9.3f}" for p in INTERLEAVED)
+            ratios = "".join(f"{base[stage] / INTERLEAVED[p]['median_s'][stage]:9.2f}"
+                             if INTERLEAVED[p]["median_s"].get(stage) else f"{'-':>9}"
+                             for p in INTERLEAVED if p != "fp32")
+            lines.append(f"  {stage:<13}{cells}{ratios}")
+        interleaved = {"rounds": INTERLEAVED_ROUNDS, "median_s": {p: v["median_s"] for p, v in INTERLEAVED.items()},
+                       "speedup_total": {p: base["total"] / v["median_s"]["total"]
+                                         for p, v in INTERLEAVED.items() if p != "fp32"}}
     print("\n" + "\n".join(lines))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(), "provider": "CPUExecutionProvider", "rows": rows,
+        "cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0], "provider": "CPUExecutionProvider",
+        "rows": rows, "end_to_end_interleaved": interleaved,
         "command": "VEM_INT8_BUNDLE=... VEM_FP16_BUNDLE=... pytest benchmarks/test_precision.py -s",
     }, indent=2) + "\n")
     assert all(r["fp32_ms"] > 0 for r in rows)

@@ -282,6 +282,13 @@ def run_graph(path_or_session: Any, feeds: Sequence[Mapping[str, np.ndarray]]) -
     return [session.run(None, {k: v for k, v in feed.items() if k in names}) for feed in feeds]
 
 
+def max_abs_error(outputs: Sequence[Sequence[np.ndarray]], references: Sequence[Sequence[np.ndarray]]) -> float:
+    """The largest |a - b| over every sample and output (in the output's own units: for the
+    transition detector, probability)."""
+    return max((float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+                for out, ref in zip(outputs, references) for a, b in zip(out, ref)), default=0.0)
+
+
 def relative_l2(outputs: Sequence[Sequence[np.ndarray]], references: Sequence[Sequence[np.ndarray]]) -> float:
     """Mean over samples of the worst output's ||a - b|| / ||b|| (the quantisation noise-to-signal
     ratio; unlike a max-abs error it is not set by one unlucky element)."""

@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     int8.add_argument("--calib-steps", type=int, help="sampler steps of the calibration runs (default: the bundle's)")
     int8.add_argument("--percentile", type=float, default=99.0,
                       help="activation range = this percentile of the per-step abs maxima (100 = max)")
-    int8.add_argument("--int8-target", type=float, default=0.1,
-                      help="largest relative L2 error of a component's output vs fp32 (default 0.1)")
+    int8.add_argument("--int8-target", type=float, default=None,
+                      help="largest relative L2 error of a component's output vs fp32, for every component "
+                           "(default: 0.1, and 0.15 for the transition detector's sparse probabilities)")
     int8.add_argument("--int8-components", help="comma-separated components to try in int8 (default: all)")
     int8.add_argument("--int8-min-speedup", type=float, default=1.1,
                       help="keep a component in int8 only if its CPU speed-up over fp32 reaches this (default 1.1)")

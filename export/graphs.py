@@ -89,6 +89,7 @@ class GuidedDenoiser(nn.Module):
         self.condition = model.condition
         self.unet = model.unet
         self.guide_rhythm = bool(model.config.diffusion.guide_rhythm)
+        self.rhythm_gain = float(model.config.diffusion.rhythm_gain)
 
     def forward(
         self,
@@ -114,7 +115,7 @@ class GuidedDenoiser(nn.Module):
             torch.cat([storyboard_mask, storyboard_mask], dim=0),
             all_global,
             torch.cat([aligner_features, aligner_features], dim=0),
-            guidance_adapter_scale(latent, self.guide_rhythm),
+            guidance_adapter_scale(latent, self.guide_rhythm, self.rhythm_gain),
         )
         eps_cond, eps_uncond = eps.chunk(2, dim=0)
         return eps_uncond + guidance * (eps_cond - eps_uncond)

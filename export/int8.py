@@ -39,6 +39,13 @@ from vem.runtime.bundle import ComponentEntry, load_bundle, sha256_file
 
 MIN_SPEEDUP = 1.1  # below this an int8 graph does not pay for its rounding
 DEFAULT_TARGET = 0.1  # rel. L2 of a component's output vs fp32: 0.05 and 0.1 passed the gate, 0.2 failed (README INT8)
+# Where the default target does not fit a component's output. TransNetV2's is a sparse probability
+# map (near 0 except at cuts), whose small norm makes small absolute changes large relative ones:
+# all its convs in int8 measured rel. L2 0.08-0.12 across calibration sets (2026-11-26,
+# /tmp experiments repeated in README INT8), i.e. max |p_int8 - p_fp32| 0.017 against the cut
+# threshold 0.5, the same cut frames, and the end-to-end gate passing; at 0.1 the search excluded
+# two of its six cells on some calibration sets and lost half the speed-up (2.1x -> 1.3x).
+COMPONENT_TARGETS = {"transitions": 0.15}
 DEFAULT_PERCENTILE = 99.0
 DEFAULT_SMOOTH_ALPHA = 0.8  # SmoothQuant strength for the skip convs: 0.8 beat 0.5 (README INT8); None: off
 GATE_SEED = 9000  # vem-synth dataset seed of the held-out gate clips (calibration uses another)
@@ -100,7 +107,7 @@ def quantize_bundle(
     calib_clips: int = 8,
     calib_steps: int | None = None,
     percentile: float = DEFAULT_PERCENTILE,
-    target: float = DEFAULT_TARGET,
+    target: float | None = None,
     components: Sequence[str] | None = None,
     sensitivity: bool = True,
     gate: bool = True,
@@ -186,8 +193,11 @@ def quantize_bundle(
                 new_ranges, smoothed = q.smooth_graph(src, quantize_src, maxima, alpha=smooth_alpha,
                                                       percentile=percentile)
                 range_map.update(new_ranges)
-            choice = q.choose_exclusions(name, quantize_src, out, range_map, _spread(feeds, EVAL_SAMPLES),
-                                         target=target, work_dir=work, measure_sensitivity=sensitivity)
+            target_here = target if target is not None else COMPONENT_TARGETS.get(name, DEFAULT_TARGET)
+            eval_feeds = _spread(feeds, EVAL_SAMPLES)
+            choice = q.choose_exclusions(name, quantize_src, out, range_map, eval_feeds,
+                                         target=target_here, work_dir=work, measure_sensitivity=sensitivity)
+            max_abs = q.max_abs_error(q.run_graph(out, eval_feeds), q.run_graph(src, eval_feeds))
             feed = _latency_feed(feeds)
             fp32_s = q.median_latency(src, feed, repeats=3)
             int8_s = q.median_latency(out, feed, repeats=3)
@@ -205,7 +215,7 @@ def quantize_bundle(
                     "last_layer": "output head (recipe)",
                     "attention_bmm": "activation x activation MatMul around softmax (recipe)",
                     "sensitive:*": f"op group whose quantisation alone gave the largest output error; excluded "
-                                   f"until the error met {target:g}",
+                                   f"until the error met {target_here:g}",
                 },
                 "sensitivity": [{"group": s.group, "nodes": s.nodes, "rel_l2": round(s.error, 5)}
                                 for s in choice.sensitivity],
@@ -219,13 +229,14 @@ def quantize_bundle(
                                "scale_min": round(s.scale_min, 5), "scale_max": round(s.scale_max, 5)}
                               for s in smoothed],
                 } if smoothed else None,
-                "rel_l2_recipe_only": choice.error_all, "rel_l2": choice.error, "target_rel_l2": target,
+                "rel_l2_recipe_only": choice.error_all, "rel_l2": choice.error, "target_rel_l2": target_here,
+                "max_abs_vs_fp32": max_abs,
                 "cpu_ms_fp32": fp32_s * 1e3, "cpu_ms_int8": int8_s * 1e3, "speedup_cpu": speedup,
             }
             row = Int8Component(name, True, "", choice.error, choice.error_all, speedup, fp32_s * 1e3, int8_s * 1e3,
                                 notes=notes)
-            if choice.error > target:
-                row.kept, row.why = False, f"output error {choice.error:.3f} > {target:g} after excluding every group"
+            if choice.error > target_here:
+                row.kept, row.why = False, f"output error {choice.error:.3f} > {target_here:g} after excluding every group"
             elif speedup < min_speedup:
                 row.kept, row.why = False, f"int8 does not pay on the CPU ({speedup:.2f}x < {min_speedup:g}x)"
             else:
