@@ -29,12 +29,13 @@ class Generation:
     waveform: torch.Tensor  # [B, samples], trimmed to round(seconds * sample_rate)
 
 
-def guidance_adapter_scale(latent: torch.Tensor, guide_rhythm: bool) -> torch.Tensor:
+def guidance_adapter_scale(latent: torch.Tensor, guide_rhythm: bool, rhythm_gain: float = 1.0) -> torch.Tensor:
     """Per-sample TB adapter weights [2B] for a guided batch [conditional B, null B] of
-    ``latent`` [B, ...]: the null branch gets 0 when ``guide_rhythm``
-    (`DiffusionConfig.guide_rhythm`), so guidance amplifies the rhythm path too; otherwise both
-    branches carry the adapters. Built from the latent's batch, so a traced graph keeps it dynamic."""
-    ones = torch.ones_like(latent[:, 0, 0, 0])
+    ``latent`` [B, ...]: the conditional branch gets ``rhythm_gain`` (`DiffusionConfig.rhythm_gain`),
+    the null branch 0 when ``guide_rhythm`` (`DiffusionConfig.guide_rhythm`), so guidance
+    amplifies the rhythm path too; otherwise both branches carry the same adapters. Built from
+    the latent's batch, so a traced graph keeps it dynamic."""
+    ones = torch.ones_like(latent[:, 0, 0, 0]) * float(rhythm_gain)
     return torch.cat([ones, ones * (0.0 if guide_rhythm else 1.0)], dim=0)
 
 
@@ -94,7 +95,8 @@ def generate(
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
     shape = (batch, config.vae.latent_channels, frames, config.latent_mel_bins)
     z = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
-    adapter_scale = None if all_features is None else guidance_adapter_scale(z, config.diffusion.guide_rhythm)
+    adapter_scale = None if all_features is None else guidance_adapter_scale(z, config.diffusion.guide_rhythm,
+                                                                                config.diffusion.rhythm_gain)
     for index, t in enumerate(solver.timesteps):
         timestep = torch.full((2 * batch,), int(t), dtype=torch.int64, device=device)
         eps = model.unet(torch.cat([z, z], dim=0), timestep, all_tokens, all_mask, all_global, all_features,

@@ -150,6 +150,11 @@ class DiffusionConfig:
     # demo checkpoint, 30 held-out clips, 10 steps, g 3: cuts with a beat within 70 ms
     # 0.45 -> 0.57, mel distance 1.449 -> 1.418 (README, model card).
     guide_rhythm: bool = True
+    # Weight of the TB adapters' modulation (gamma, beta of Eq. 10) in the conditional branch at
+    # sampling time; 1 = as trained. Above 1 it extrapolates the rhythm path (with guide_rhythm
+    # the rhythm's weight in the guided step is guidance x rhythm_gain). Baked into an exported
+    # denoiser graph as a constant.
+    rhythm_gain: float = 1.0
 
 
 @dataclass

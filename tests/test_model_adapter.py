@@ -175,3 +175,14 @@ def test_guided_denoiser_graph_module_follows_guide_rhythm(pair):
             assert torch.allclose(out, eps_null + 3.0 * (eps_cond - eps_null), atol=1e-4)
             assert not torch.allclose(out, eps_cond, atol=1e-2)
     model.config.diffusion.guide_rhythm = True
+    # rhythm_gain scales the conditional branch's adapters only (the null branch stays without)
+    model.config.diffusion.rhythm_gain = 1.5
+    with torch.no_grad():
+        eps_cond_gain = model.unet(latent, timestep, tokens, mask, model.condition.global_tokens(tokens), features,
+                                   torch.tensor([1.5]))
+        eps_null = model.unet(latent, timestep, null, mask, model.condition.global_tokens(null), None)
+        out = GuidedDenoiser(model).eval()(latent, timestep, caption, tags, story_text, story_visual, start, duration,
+                                           mask, features, guidance)
+    assert not torch.allclose(eps_cond_gain, eps_cond, atol=1e-3)
+    assert torch.allclose(out, eps_null + 3.0 * (eps_cond_gain - eps_null), atol=1e-4)
+    model.config.diffusion.rhythm_gain = 1.0

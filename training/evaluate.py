@@ -168,7 +168,7 @@ def generate_for_clip(model, clip: Clip, variant: str, steps: int | None, guidan
 def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | None = None,
              guidance: float | None = None, variants: tuple[str, ...] = ALL_VARIANTS, seed: int = 0,
              text: str = "runtime", png_dir: str | None = None, png_clips: int = 2,
-             log=None, guide_rhythm: bool | None = None) -> dict:
+             log=None, guide_rhythm: bool | None = None, rhythm_gain: float | None = None) -> dict:
     """Score ``variants`` on the first ``count`` clips of ``cache_dir``; returns rows and means."""
     from vem.runtime.plot import write_spectrogram_png
 
@@ -178,6 +178,8 @@ def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | Non
     model = load_checkpoint(checkpoint).float().eval()
     if guide_rhythm is not None:  # default: the config's (`DiffusionConfig.guide_rhythm`)
         model.config.diffusion.guide_rhythm = guide_rhythm
+    if rhythm_gain is not None:  # default: the config's (`DiffusionConfig.rhythm_gain`)
+        model.config.diffusion.rhythm_gain = rhythm_gain
     rate = model.config.audio.sample_rate
     clips = load_cache(cache_dir)[:count]
     if len(clips) < 2 and "shuffled" in variants:
@@ -215,6 +217,7 @@ def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | Non
         "guidance": guidance if guidance is not None else model.config.diffusion.guidance,
         "seed": seed, "text": text, "beat_tracker": "librosa",
         "guide_rhythm": bool(model.config.diffusion.guide_rhythm),
+        "rhythm_gain": float(model.config.diffusion.rhythm_gain),
         "summary": summarise(rows, variants), "rows": rows,
     }
 
@@ -339,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-guide-rhythm", action="store_true",
                         help="keep the TB adapters in guidance's null branch (the behaviour before "
                              "DiffusionConfig.guide_rhythm), for comparison")
+    parser.add_argument("--rhythm-gain", type=float, default=None,
+                        help="weight of the TB adapters in the conditional branch (default: the config's "
+                             "DiffusionConfig.rhythm_gain)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
@@ -362,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = evaluate(args.checkpoint, args.cache, args.count, args.steps, args.guidance, variants,
                               args.seed, args.text, args.png_dir, log=sys.stderr,
-                              guide_rhythm=False if args.no_guide_rhythm else None)
+                              guide_rhythm=False if args.no_guide_rhythm else None, rhythm_gain=args.rhythm_gain)
     except (ValueError, FileNotFoundError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2
