@@ -247,3 +247,29 @@ def test_smoothing_is_an_exact_float_rewrite_of_the_skip_convs(demo_bundle, cali
         assert 0 < d.scale_min <= d.scale_max
     with pytest.raises(ValueError, match="alpha"):
         q.smooth_graph(src, smoothed, maxima, alpha=1.5)
+
+
+def test_transnetv2_int8_finds_the_same_cuts(demo_bundle, calibration, clip_folder, tmp_path):
+    """TransNetV2 (2D convs since 2026-11-26) quantised at its default target: every conv but the
+    recipe's first layer int8, its own target recorded, the probabilities within a few hundredths
+    of fp32's and the same cut frames on the real clip."""
+    from vem.export.int8 import COMPONENT_TARGETS, export_int8_bundle
+    from vem.runtime.transitions import transition_frames
+
+    out = tmp_path / "int8-transitions"
+    export_int8_bundle(None, out, fp32_bundle=demo_bundle, progress=None, calibration=calibration,
+                       components=("transitions",), sensitivity=False, gate=False, min_speedup=0.0)
+    entry = load_bundle(out).manifest.component("transitions", "int8")
+    notes = entry.notes
+    assert notes["target_rel_l2"] == COMPONENT_TARGETS["transitions"]
+    assert notes["rel_l2"] <= notes["target_rel_l2"]
+    assert notes["max_abs_vs_fp32"] < 0.05
+    assert notes["excluded_nodes"].keys() <= {"first_layer", "last_layer", "attention_bmm"}
+    int8_graph = onnx.load(str(out / entry.file))
+    assert sum(n.op_type == "QuantizeLinear" for n in int8_graph.graph.node) >= 25
+    fp32_probs, int8_probs = (
+        Pipeline.load(out, backend="onnxruntime", precision=p).generate(clip_folder / "clip.mp4", seed=0, steps=1)
+        .transition_probabilities for p in ("fp32", "int8"))
+    assert np.abs(fp32_probs - int8_probs).max() < 0.05
+    assert list(transition_frames(fp32_probs)) == list(transition_frames(int8_probs))
+    assert len(transition_frames(fp32_probs)) == 2  # the clip's two cuts
