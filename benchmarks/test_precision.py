@@ -98,7 +98,7 @@ def test_end_to_end(benchmark, precision, clip):
     MEDIANS[("end_to_end", precision)] = benchmark.stats.stats.median
 
 
-INTERLEAVED_ROUNDS = 4
+INTERLEAVED_ROUNDS = 6
 INTERLEAVED: dict[str, dict] = {}
 
 

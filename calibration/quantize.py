@@ -302,19 +302,25 @@ def relative_l2(outputs: Sequence[Sequence[np.ndarray]], references: Sequence[Se
     return float(np.mean(errors))
 
 
-def median_latency(path: str | os.PathLike, feed: Mapping[str, np.ndarray], *, repeats: int = 5,
-                   threads: int | None = None) -> float:
-    """Median seconds per run of one feed on ONNX Runtime's CPU provider (after one warm-up)."""
-    session = _session(path, threads)
-    names = {i.name for i in session.get_inputs()}
-    feed = {k: v for k, v in feed.items() if k in names}
-    session.run(None, feed)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def interleaved_latency(paths: Sequence[str | os.PathLike], feed: Mapping[str, np.ndarray], *, rounds: int = 7,
+                        threads: int | None = None) -> list[float]:
+    """Median seconds per run of each graph on one feed, the graphs' runs alternating round by
+    round (after one warm-up each), so that a load change on a shared machine hits them alike;
+    separate timings of two graphs moved by +-20 % between runs here and flipped int8 decisions."""
+    sessions = []
+    for path in paths:
+        session = _session(path, threads)
+        names = {i.name for i in session.get_inputs()}
+        own = {k: v for k, v in feed.items() if k in names}
+        session.run(None, own)
+        sessions.append((session, own))
+    times: list[list[float]] = [[] for _ in sessions]
+    for _ in range(rounds):
+        for index, (session, own) in enumerate(sessions):
+            start = time.perf_counter()
+            session.run(None, own)
+            times[index].append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]
 
 
 @dataclass

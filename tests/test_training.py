@@ -286,3 +286,22 @@ def test_paired_differences_use_common_clips_and_skip_nan():
     out = paired_differences(a, b, ("hit70",))["hit70"]
     assert out["mean"] == pytest.approx(0.25)  # (0.5 + 0.0) / 2: z has a NaN, only_a no partner
     assert out["ci95"] == pytest.approx(1.96 * np.std([0.5, 0.0], ddof=1) / np.sqrt(2))
+
+
+def test_combine_joins_rows_and_replaces_only_when_asked():
+    from vem.training.evaluate import combine
+
+    def row(clip, variant, hit):
+        return {"clip": clip, "variant": variant, "hit70": hit, "tbiou": 0.1, "tbiou70": 0.1, "biou": 0.5,
+                "mel_distance": 1.0, "tempo_cv": 0.1, "chance70": 0.3, "peak": 0.2, "clipped_share": 0.0,
+                "longest_silence_s": 0.0}
+
+    old = {"rows": [row("a", "ground_truth", 1.0), row("a", "full", 0.2), row("b", "full", 0.4)]}
+    new = {"rows": [row("a", "full", 0.8), row("b", "full", 0.6)]}
+    with pytest.raises(ValueError, match="more than one result"):
+        combine([old, new])
+    joined = combine([old, new], replace=True)
+    full = {r["clip"]: r["hit70"] for r in joined["rows"] if r["variant"] == "full"}
+    assert full == {"a": 0.8, "b": 0.6}
+    assert len(joined["rows"]) == 3  # the ground-truth row kept
+    assert joined["summary"]["full"]["hit70"] == pytest.approx(0.7)

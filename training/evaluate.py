@@ -275,17 +275,19 @@ def paired_differences(rows_a: list[dict], rows_b: list[dict],
     return out
 
 
-def combine(results: list[dict]) -> dict:
+def combine(results: list[dict], replace: bool = False) -> dict:
     """One result from several runs over the same clips (e.g. the music rows, then the model rows
-    of a newer checkpoint); a (clip, variant) row given twice is an error."""
-    rows, seen = [], set()
+    of a newer checkpoint); a (clip, variant) row given twice is an error unless ``replace``, where
+    a later result's row replaces the earlier one (an old table updated with a new checkpoint's
+    model rows)."""
+    by_key: dict[tuple[str, str], dict] = {}
     for result in results:
         for row in result["rows"]:
             key = (row["clip"], row["variant"])
-            if key in seen:
+            if key in by_key and not replace:
                 raise ValueError(f"row {key} appears in more than one result")
-            seen.add(key)
-            rows.append(row)
+            by_key[key] = row
+    rows = list(by_key.values())
     variants = tuple(v for v in ALL_VARIANTS if any(r["variant"] == v for r in rows))
     return {"combined": [{k: v for k, v in r.items() if k not in ("rows", "summary")} for r in results],
             "clips": len({r["clip"] for r in rows}), "summary": summarise(rows, variants), "rows": rows}
@@ -320,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vem.training.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", nargs="?", help="a VeM checkpoint (safetensors)")
     parser.add_argument("cache", nargs="?", help="a `vem-train cache` folder of held-out clips")
+    parser.add_argument("--replace", action="store_true",
+                        help="with --combine: a later JSON's (clip, variant) rows replace an earlier one's")
     parser.add_argument("--combine", nargs="+", default=None, metavar="JSON",
                         help="instead of evaluating, join earlier --json results (rows of other variants "
                              "or clips, e.g. the music rows and the model rows run apart) into one table")
@@ -362,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.combine:
-            result = combine([json.loads(Path(p).read_text()) for p in args.combine])
+            result = combine([json.loads(Path(p).read_text()) for p in args.combine], replace=args.replace)
         elif args.checkpoint is None or args.cache is None:
             raise ValueError("give a checkpoint and a cache folder, or --combine")
         else:
