@@ -79,6 +79,18 @@ def test_session_uses_physical_cores_and_full_optimisation(cpu_runner):
     assert options.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
 
 
+def test_spinning_is_switched_off_only_when_asked(denoiser_path, monkeypatch):
+    key = "session.intra_op.allow_spinning"
+    default = OnnxRuntimeBackend(["CPUExecutionProvider"]).load(denoiser_path, name="denoiser")
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # ORT's default (spinning)
+        default.session.get_session_options().get_session_config_entry(key)
+    monkeypatch.setenv("VEM_ORT_SPINNING", "0")
+    quiet = OnnxRuntimeBackend(["CPUExecutionProvider"]).load(denoiser_path, name="denoiser")
+    assert quiet.session.get_session_options().get_session_config_entry(key) == "0"
+    feed = random_inputs(np.random.default_rng(0))
+    np.testing.assert_array_equal(quiet.run(feed)["eps"], default.run(feed)["eps"])
+
+
 def test_python_scalars_and_dtypes_are_converted(cpu_runner):
     feeds = random_inputs(np.random.default_rng(1), batch=1, frames=8)
     feeds["timestep"] = [500]  # a list of ints becomes int64

@@ -90,6 +90,9 @@ def _provider_options(provider: str, cache_dir: Path | None) -> dict[str, str]:
     return {}
 
 
+# VEM_ORT_SPINNING=0: ONNX Runtime's intra-op threads block instead of spin-waiting between runs.
+SPINNING_ENV = "VEM_ORT_SPINNING"
+
 class OnnxRuntimeBackend:
     """Loads bundle components into `OnnxRuntimeRunner`s.
 
@@ -153,6 +156,10 @@ class OnnxRuntimeRunner(Runner):
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
+        if os.environ.get(SPINNING_ENV) == "0":
+            # ORT's intra-op threads spin after each run (lower latency on an idle machine); on a
+            # shared 2-core host that made the int8 denoiser's speed bimodal (README INT8).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         model_path, written_cache = path, None
         if cache_dir is not None:
             model_path, written_cache = self._use_cache(options, path, name, providers[0], cache_dir, sha256)
