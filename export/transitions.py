@@ -43,9 +43,9 @@ with the *same submodules and weights* and three equivalent rewrites:
   into the temporal convs' weights and biases, and the 1x2x2 average pool is a 2D pool. Why:
   ONNX Runtime's CPU provider runs 3D convs through a generic im2col path and has no int8 kernel
   for them, while 2D convs get its blocked (NCHWc) fp32 kernels and QLinearConv int8 kernels.
-  Measured on this 2-core CPU, one thread, 2 windows: fp32 2.17 s -> 1.74 s (1.25x); int8
-  (`vem-export --precision int8`) then runs 2.1x faster than the 2D fp32 graph, where the 3D
-  graph's int8 had gained 1.03x.
+  Measured with ``--bench`` below: 0.86 CPU-s per window (the 3D graph: ~1.1); and
+  `vem-export --precision int8` measured its int8 graph 1.73-1.86x faster than the 2D fp32 graph
+  (README INT8), where the 3D graph's int8 had gained 1.03x.
 
 Parity against the package's own ``predict_raw`` is measured by :func:`parity_against_torch`.
 
