@@ -305,3 +305,79 @@ def test_combine_joins_rows_and_replaces_only_when_asked():
     assert full == {"a": 0.8, "b": 0.6}
     assert len(joined["rows"]) == 3  # the ground-truth row kept
     assert joined["summary"]["full"]["hit70"] == pytest.approx(0.7)
+
+
+def test_prepared_conditions_round_trip_and_refuse_other_weights(tiny, tmp_path):
+    """`vem-train --prepared`: the adapter phase's conditions saved once are read back (no clips
+    needed) to the same batches and loss within float16 storage, and refused under other weights."""
+    from vem.model import VeM
+
+    torch.manual_seed(3)
+    model = VeM(tiny["config"])
+    settings = PhaseSettings(lr=1e-3, batch=4, minutes=1, max_steps=1)
+    path = tmp_path / "adapter-prepared.pt"
+    built = make_phase("adapter", tiny["clips"], model, settings, prepared=path)
+    built.prepare(model)
+    assert path.is_file()
+    loaded = make_phase("adapter", [], model, settings, prepared=path)  # no clips: read from the file
+    loaded.prepare(model)
+    assert len(loaded.conditions) == len(built.conditions) == len(tiny["clips"])
+    for a, b in zip(built.conditions, loaded.conditions):
+        assert b.latent.dtype == torch.float32 and b.latent.shape == a.latent.shape
+        torch.testing.assert_close(b.latent, a.latent, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(b.aligner_features, a.aligner_features, rtol=1e-3, atol=1e-3)
+        np.testing.assert_array_equal(b.cuts_s, a.cuts_s)
+    batch_built = built.sample_batch(np.random.default_rng(1))
+    batch_loaded = loaded.sample_batch(np.random.default_rng(1))
+    torch.testing.assert_close(batch_loaded["latent"], batch_built["latent"], rtol=1e-3, atol=1e-3)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.loss(model, batch_loaded)[0], built.loss(model, batch_built)[0],
+                                   rtol=1e-2, atol=1e-4)
+    # The same file under another aligner (or VAE/encoder) is refused, and so is the other phase.
+    with torch.no_grad():
+        next(model.aligner.parameters()).add_(0.01)
+    with pytest.raises(ValueError, match="other VAE/encoder/aligner weights"):
+        make_phase("adapter", [], model, settings, prepared=path).prepare(model)
+    with pytest.raises(ValueError, match="adapter phase, not the diffusion phase"):
+        make_phase("diffusion", [], model, settings, prepared=path).prepare(model)
+    with pytest.raises(ValueError, match="no training clips"):
+        make_phase("adapter", [], model, settings, prepared=tmp_path / "missing.pt")
+
+
+def test_train_cli_with_prepared_skips_the_cache(tiny, tmp_path):
+    from vem.model import VeM, save_checkpoint
+    from vem.training.cli import train_main
+
+    torch.manual_seed(4)
+    save_checkpoint(VeM(tiny["config"]), tmp_path / "init.safetensors")
+    prepared = tmp_path / "prepared.pt"
+    common = ["adapter", "--init", str(tmp_path / "init.safetensors"), "--prepared", str(prepared),
+              "--steps", "adapter=2", "--batch", "2", "--quiet", "--threads", "1"]
+    assert train_main([*common, "--out", str(tmp_path / "a"), "--cache", str(tiny["root"] / "cache")]) == 0
+    assert prepared.is_file()
+    # Second run: the cache folder does not exist, the prepared file is enough.
+    assert train_main([*common, "--out", str(tmp_path / "b"), "--cache", str(tmp_path / "no-cache")]) == 0
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())["adapter"]
+    assert summary["steps"] == 2 and summary["batch"] == 2
+    assert train_main(["vae", "--out", str(tmp_path / "c"), "--prepared", str(prepared), "--quiet"]) == 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (torch.cuda.is_available() is False)")
+def test_adapter_phase_trains_on_cuda(tiny, tmp_path):
+    """`vem-train --device cuda`: preparation on the CPU, steps on the GPU, state loads on a CPU."""
+    from vem.model import VeM
+
+    torch.manual_seed(6)
+    model = VeM(tiny["config"])
+    state = open_run(tmp_path / "run", tiny["config"], resume=False)[1]
+    settings = PhaseSettings(lr=1e-3, batch=2, minutes=1, max_steps=3)
+    summary = train_phase(model, state, "adapter", tiny["clips"], tmp_path / "run", settings, progress=False,
+                          device="cuda")
+    assert summary["steps"] == 3 and np.isfinite(summary["final"]["loss"])
+    assert next(model.unet.parameters()).is_cuda
+    reloaded, _ = load_state(tmp_path / "run" / STATE_FILE)
+    assert not next(reloaded.unet.parameters()).is_cuda
+    for name in ("aligner", "vae"):  # trained on the GPU: frozen parts unchanged
+        for a, b in zip(getattr(model, name).state_dict().values(), getattr(reloaded, name).state_dict().values()):
+            torch.testing.assert_close(a.cpu(), b)

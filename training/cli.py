@@ -101,6 +101,12 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rhythm-dropout", type=float, default=None,
                         help="adapter phase: share of samples trained with the TB adapters off "
                              f"(default: {DEFAULT_ADAPTER.rhythm_dropout:g})")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="batch size of the phase(s) trained (default: each phase's own, 4 or 8)")
+    parser.add_argument("--prepared", default=None,
+                        help="diffusion/adapter: file of the phase's precomputed conditions; loaded when it exists "
+                             "(the clip cache is then not read), else computed and saved there. A few MB: "
+                             "what a run on another machine carries instead of the cache")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     parser.add_argument("--checkpoint-minutes", type=float, default=3.0, help="save state.pt this often")
     parser.add_argument("--transitions-onnx", default=None,
@@ -117,6 +123,10 @@ def train_main(argv: list[str] | None = None) -> int:
         steps = _key_values(args.steps, "--steps", int)
         if args.clips is not None and args.clips < 1:
             raise ValueError(f"--clips: need at least 1, got {args.clips}")
+        if args.batch is not None and args.batch < 1:
+            raise ValueError(f"--batch: need at least 1, got {args.batch}")
+        if args.prepared is not None and args.command not in ("diffusion", "adapter"):
+            raise ValueError("--prepared applies to the diffusion and adapter commands only")
     except ValueError as exc:
         print(f"vem-train: {exc}", file=sys.stderr)
         return 2
@@ -151,7 +161,8 @@ def train_main(argv: list[str] | None = None) -> int:
             build_cache(args.data, cache, config, onnx, workers=2, progress=not args.quiet, limit=args.clips)
         if args.command == "cache":
             return 0
-        clips = load_cache(cache)
+        prepared = Path(args.prepared) if args.prepared else None
+        clips = [] if prepared is not None and prepared.is_file() else load_cache(cache)
         model, state = open_run(out, config, resume=args.resume, seed=args.seed, init=args.init)
     except ValueError as exc:
         print(f"vem-train: {exc}", file=sys.stderr)
@@ -161,12 +172,18 @@ def train_main(argv: list[str] | None = None) -> int:
         base = DEFAULT_SETTINGS[name]
         settings[name] = dataclasses.replace(
             base, minutes=minutes.get(name, base.minutes), max_steps=steps.get(name, base.max_steps),
+            batch=base.batch if args.batch is None else args.batch,
             cut_weight=base.cut_weight if args.cut_weight is None else args.cut_weight,
             rhythm_dropout=base.rhythm_dropout if args.rhythm_dropout is None else args.rhythm_dropout)
     phases = list(PHASE_ORDER) if args.command == "all" else [args.command]
     start = time.perf_counter()
-    summary = train_phases(model, state, phases, clips, out, settings, progress=not args.quiet, device=args.device,
-                           checkpoint_seconds=args.checkpoint_minutes * 60.0)
+    try:
+        summary = train_phases(model, state, phases, clips, out, settings, progress=not args.quiet,
+                               device=args.device, checkpoint_seconds=args.checkpoint_minutes * 60.0,
+                               prepared=prepared)
+    except ValueError as exc:  # e.g. a --prepared file made with other weights
+        print(f"vem-train: {exc}", file=sys.stderr)
+        return 2
     if not args.quiet:
         for name, item in summary.items():
             print(f"{name}: {item['steps']} steps, {item['minutes']} min, final {item['final']}")

@@ -123,11 +123,14 @@ def train_phase(
     progress: bool = True,
     device: str = "cpu",
     stop_after: int | None = None,
+    prepared: str | os.PathLike | None = None,
 ) -> dict | None:
     """Run (or continue) phase ``name`` until its step or time budget is spent; returns its summary.
 
     ``stop_after``: end this session after that many steps without finishing the phase (state
-    saved, returns None); a later call with the loaded state continues it."""
+    saved, returns None); a later call with the loaded state continues it.
+    ``prepared``: diffusion/adapter phases: load their precomputed conditions from this file, or
+    compute and save them there (`make_phase`)."""
     from tqdm import tqdm
 
     out = Path(out_dir)
@@ -135,10 +138,13 @@ def train_phase(
     if name in state.done:
         return state.summary.get(name, {})
     resuming = state.phase == name
-    phase = make_phase(name, clips, model, settings)
-    model.to(device)
+    phase = make_phase(name, clips, model, settings, prepared=prepared)
+    # Preparation runs on the CPU (its inputs are numpy clips; the results stay in host memory
+    # and each batch is moved to ``device``); then the model moves for the steps.
+    model.to("cpu")
     t_prep = time.perf_counter()
     phase.prepare(model)
+    model.to(device)
     optimizer = torch.optim.AdamW(phase.param_groups(model), betas=(0.9, 0.99), weight_decay=0.0)
     # Everything that does not train in this phase is frozen (no gradients computed for it).
     trainable = {id(p) for group in optimizer.param_groups for p in group["params"]}
@@ -184,13 +190,13 @@ def train_phase(
             optimizer.step()
             state.step += 1
             state.seconds += time.perf_counter() - t0
-            record = {"phase": name, "step": state.step, "seconds": round(state.seconds, 2), "loss": float(loss), **parts}
+            record = {"phase": name, "step": state.step, "seconds": round(state.seconds, 2), "loss": float(loss.detach()), **parts}
             recent = (recent + [record])[-20:]
             if state.step % log_every == 0 or state.step == 1:
                 log.write(json.dumps(record) + "\n")
                 log.flush()
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.4f}", min=f"{state.seconds / 60:.1f}/{settings.minutes:g}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", min=f"{state.seconds / 60:.1f}/{settings.minutes:g}")
             if time.perf_counter() - last_save > checkpoint_seconds:
                 checkpoint()
                 last_save = time.perf_counter()

@@ -28,7 +28,10 @@ Every phase offers ``prepare(model, clips)`` (one-off precomputation), ``paramet
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -239,7 +242,8 @@ class AlignerPhase(Phase):
     def loss(self, model, batch):
         _, logits = model.aligner(batch["frames"])
         target = batch["target"]
-        bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(self.pos_weight))
+        pos_weight = torch.tensor(self.pos_weight, device=logits.device)
+        bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
         with torch.no_grad():
             predicted = logits > 0
             hits = float((predicted & (target > 0.5)).sum())
@@ -373,6 +377,64 @@ def clip_latent(model, clip: Clip) -> torch.Tensor:
     return mean[0]
 
 
+PREPARED_FORMAT = 1
+# The modules `DiffusionPhase.prepare` reads; none of them trains in phases 2 and 3.
+PREPARED_FROM = ("vae", "visual", "style_head", "aligner")
+
+
+def prepared_fingerprint(model) -> str:
+    """A hash of the weights the prepared conditions were computed with (the frozen VAE, visual
+    encoder, style head and aligner), so a saved set is never used with other weights."""
+    digest = hashlib.sha256()
+    for module_name in PREPARED_FROM:
+        for name, tensor in sorted(getattr(model, module_name).state_dict().items()):
+            digest.update(f"{module_name}.{name}".encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
+def save_prepared(path: str | Path, conditions: list[ClipConditions], model, uses_aligner: bool) -> None:
+    """Save the phase's precomputed per-clip conditions (`vem-train --prepared`): ~10 MB for
+    the 97-clip demo set instead of the clip cache's ~290 MB, so a run on a lent GPU machine
+    carries this file and skips both the cache and the minute of preparation. Tensors are stored
+    in float16 (and read back as float32): a relative rounding of at most 2^-11, far below the
+    noise the diffusion loss adds to the latents."""
+    def compact(value):
+        if torch.is_tensor(value):  # clone: a view would save its whole parent storage
+            return value.detach().to(torch.float16 if value.is_floating_point() else value.dtype).clone()
+        return value
+
+    payload = {
+        "format": PREPARED_FORMAT,
+        "fingerprint": prepared_fingerprint(model),
+        "uses_aligner": uses_aligner,
+        "conditions": [{key: compact(value) for key, value in dataclasses.asdict(c).items()} for c in conditions],
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_prepared(path: str | Path, model, uses_aligner: bool) -> list[ClipConditions]:
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if payload.get("format") != PREPARED_FORMAT:
+        raise ValueError(f"{path}: prepared conditions of format {payload.get('format')!r}, expected {PREPARED_FORMAT}")
+    if payload["uses_aligner"] != uses_aligner:
+        wanted = "adapter" if uses_aligner else "diffusion"
+        raise ValueError(f"{path}: prepared for the {'adapter' if payload['uses_aligner'] else 'diffusion'} "
+                         f"phase, not the {wanted} phase")
+    fingerprint = prepared_fingerprint(model)
+    if payload["fingerprint"] != fingerprint:
+        raise ValueError(f"{path}: prepared with other VAE/encoder/aligner weights (fingerprint "
+                         f"{payload['fingerprint']}, this model {fingerprint}); delete it to recompute")
+    def widen(value):
+        return value.float() if torch.is_tensor(value) and value.is_floating_point() else value
+
+    return [ClipConditions(**{key: widen(value) for key, value in item.items()}) for item in payload["conditions"]]
+
+
 CUT_WEIGHT_RADIUS_S = 0.08  # +-2 latent frames at 25 fps: a beat's onset and its attack
 
 
@@ -383,18 +445,36 @@ class DiffusionPhase(Phase):
     runtime_text_share = 0.5  # share of samples conditioned on the runtime's wording (`runtime_text`)
     uses_aligner = False
 
-    def __init__(self, clips, settings):
-        super().__init__(clips, settings)
+    def __init__(self, clips, settings, prepared: str | Path | None = None):
+        # With a saved set of prepared conditions the clips themselves are not needed.
+        self.prepared = Path(prepared) if prepared is not None else None
+        if self.prepared is not None and self.prepared.is_file():
+            self.clips, self.settings = list(clips), settings
+        else:
+            super().__init__(clips, settings)
         self.conditions: list[ClipConditions] = []
         self.alphas_cumprod: torch.Tensor | None = None
 
     def prepare(self, model):
         cfg = model.config
-        self.conditions = []
+        if self.prepared is not None and self.prepared.is_file():
+            self.conditions = load_prepared(self.prepared, model, self.uses_aligner)
+        else:
+            self.conditions = self._build_conditions(model)
+            if self.prepared is not None:
+                save_prepared(self.prepared, self.conditions, model, self.uses_aligner)
+        if not self.uses_aligner:  # phase 2 fixes the latent scale; phase 3 keeps it
+            std = float(torch.cat([c.latent.flatten() for c in self.conditions]).std())
+            cfg.vae.scale_factor = float(1.0 / max(std, 1e-6))
+        schedule = NoiseSchedule.from_config(cfg.diffusion)
+        self.alphas_cumprod = torch.from_numpy(schedule.alphas_cumprod).float()
+
+    def _build_conditions(self, model) -> list[ClipConditions]:
+        conditions = []
         for clip in self.clips:
             latent = clip_latent(model, clip)
             words = runtime_text(model, clip, clip.story_start_s, clip.story_duration_s)
-            self.conditions.append(ClipConditions(
+            conditions.append(ClipConditions(
                 latent=latent,
                 caption=torch.from_numpy(clip.caption),
                 tags=torch.from_numpy(clip.tags_emb),
@@ -408,11 +488,7 @@ class DiffusionPhase(Phase):
                 runtime_story_text=torch.from_numpy(words.story_text),
                 cuts_s=np.asarray(clip.cuts_s, dtype=np.float64),
             ))
-        if not self.uses_aligner:  # phase 2 fixes the latent scale; phase 3 keeps it
-            std = float(torch.cat([c.latent.flatten() for c in self.conditions]).std())
-            cfg.vae.scale_factor = float(1.0 / max(std, 1e-6))
-        schedule = NoiseSchedule.from_config(cfg.diffusion)
-        self.alphas_cumprod = torch.from_numpy(schedule.alphas_cumprod).float()
+        return conditions
 
     def parameters(self, model):
         unet = [p for n, p in model.unet.named_parameters() if ".adapter." not in n]
@@ -499,7 +575,7 @@ class DiffusionPhase(Phase):
     def loss(self, model, batch):
         cfg = model.config
         z0 = batch["latent"] * cfg.vae.scale_factor
-        abar = self.alphas_cumprod[batch["t"]].view(-1, 1, 1, 1)
+        abar = self.alphas_cumprod.to(batch["t"].device)[batch["t"]].view(-1, 1, 1, 1)
         zt = abar.sqrt() * z0 + (1.0 - abar).sqrt() * batch["noise"]
         tokens = model.condition(batch["caption"], batch["tags"], batch["story_text"], batch["story_visual"],
                                  batch["start"], batch["duration"], drop_mask=batch["drop"])
@@ -546,10 +622,19 @@ PHASES: dict[str, type[Phase]] = {
 }
 
 
-def make_phase(name: str, clips: list[Clip], model, settings: PhaseSettings | None = None) -> Phase:
+def make_phase(name: str, clips: list[Clip], model, settings: PhaseSettings | None = None,
+               prepared: str | Path | None = None) -> Phase:
+    """``prepared``: diffusion/adapter only, a file of precomputed conditions to load (when it
+    exists; the clips are then not needed) or to write after preparing."""
     if name not in PHASES:
         raise ValueError(f"unknown phase {name!r}; choose one of {list(PHASE_ORDER)}")
-    phase = PHASES[name](clips, settings or DEFAULT_SETTINGS[name])
+    settings = settings or DEFAULT_SETTINGS[name]
+    if issubclass(PHASES[name], DiffusionPhase):
+        phase = PHASES[name](clips, settings, prepared=prepared)
+    else:
+        if prepared is not None:
+            raise ValueError(f"phase {name}: --prepared applies to the diffusion and adapter phases only")
+        phase = PHASES[name](clips, settings)
     if isinstance(phase, DiffusionPhase):
         phase.bind(model)
     return phase
