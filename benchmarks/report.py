@@ -216,6 +216,26 @@ def floor_lines(records: list[dict]) -> list[str]:
     return lines
 
 
+def gpu_lines(records: list[dict]) -> list[str]:
+    """The GPU proxy (`benchmarks/test_gpu.py`): PyTorch CUDA fp16 steps replayed from a captured
+    CUDA graph, with the FLOP rate where the FLOP table (`vem.export.flops`) has the size."""
+    benches = _benchmarks(records)
+    table = _find(benches, kind="flop_table")
+    flops = {(row["config"], row["seconds"]): row["gflop_per_step"] for row in table["rows"]} if table else {}
+    lines = ["| GPU proxy step | device | precision | median [min–max] | TFLOP/s | peak device memory (MiB) | record |",
+             "|---|---|---|---|---:|---:|---|"]
+    for bench in benches:
+        if bench.get("kind") != "gpu_step":
+            continue
+        gflop = flops.get((bench["config"], float(bench["seconds"])))
+        rate = f"{gflop / bench['median_s'] / 1e3:.1f}" if gflop else "–"
+        lines.append(f"| {bench['config']} denoiser, guided, {bench['seconds']:g} s | {bench.get('device', '?')} | "
+                     f"{bench['precision']} | {bench['median_s'] * 1e3:.2f} ms [{bench['min_s'] * 1e3:.2f}–"
+                     f"{bench['max_s'] * 1e3:.2f}], n={bench['rounds']} | {rate} | "
+                     f"{bench.get('peak_device_mib', float('nan')):.0f} | {bench['file']} |")
+    return lines if len(lines) > 2 else []
+
+
 def growth_lines(bench_records: list[dict]) -> list[str]:
     lines = []
     for r in results_rows(bench_records):
@@ -255,6 +275,11 @@ def render(folder: Path = RESULTS) -> str:
     if floor:
         parts += ["The floor (`vem.export.flops`: matrix products and convolutions of one guided step, 2 FLOPs "
                   "per multiply-add; the GEMM ceiling measured on this machine in the records named):", "", *floor, ""]
+    gpu = gpu_lines(pytest_records)
+    if gpu:
+        parts += ["GPU proxy (`pytest benchmarks/test_gpu.py`: the paper config's guided denoiser step in PyTorch "
+                  "CUDA fp16, random weights, replayed from a captured CUDA graph; no TensorRT on that machine, "
+                  "so this stands in for the engine path):", "", *gpu, ""]
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -23,11 +23,13 @@ _MIN_PERIOD_S = 0.25
 _MAX_PERIOD_S = 200.0
 
 
-def fourier_frequencies(count: int) -> torch.Tensor:
-    """``count`` angular frequencies (rad/s), log-spaced between 2π/200 s and 2π/0.25 s."""
+def fourier_frequencies(count: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``count`` angular frequencies (rad/s), log-spaced between 2π/200 s and 2π/0.25 s, made on
+    ``device`` (no host-to-device copy: that would break CUDA graph capture)."""
     if count < 1:
         raise ValueError(f"timing_frequencies must be >= 1, got {count}")
-    periods = torch.logspace(math.log10(_MAX_PERIOD_S), math.log10(_MIN_PERIOD_S), count, dtype=torch.float64)
+    periods = torch.logspace(math.log10(_MAX_PERIOD_S), math.log10(_MIN_PERIOD_S), count, dtype=torch.float64,
+                             device=device)
     return (2.0 * math.pi / periods).to(torch.float32)
 
 
@@ -49,7 +51,7 @@ class TimingMLP(nn.Module):
 
         The frequencies are built here rather than kept as a buffer so that ``model.half()``
         cannot round them (they are a constant in an exported graph either way)."""
-        frequencies = fourier_frequencies(self.num_frequencies).to(seconds.device)
+        frequencies = fourier_frequencies(self.num_frequencies, seconds.device)
         angles = seconds.float().unsqueeze(-1) * frequencies
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
