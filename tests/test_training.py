@@ -381,3 +381,26 @@ def test_adapter_phase_trains_on_cuda(tiny, tmp_path):
     for name in ("aligner", "vae"):  # trained on the GPU: frozen parts unchanged
         for a, b in zip(getattr(model, name).state_dict().values(), getattr(reloaded, name).state_dict().values()):
             torch.testing.assert_close(a.cpu(), b)
+
+
+def test_eps_mse_on_fixed_batches_pairs_checkpoints(tiny, tmp_path, capsys):
+    """`evaluate --eps-mse`: the same batches for every checkpoint, so the same weights give a
+    zero difference and other weights a non-zero one."""
+    from vem.model import VeM, save_checkpoint
+    from vem.training.evaluate import fixed_batch_eps_mse, main
+
+    torch.manual_seed(8)
+    model = VeM(tiny["config"])
+    save_checkpoint(model, tmp_path / "a.safetensors")
+    save_checkpoint(model, tmp_path / "a_again.safetensors")
+    with torch.no_grad():  # (a fresh T-UNet's output conv is zero: move every weight)
+        for parameter in model.unet.parameters():
+            parameter.add_(0.05)
+    save_checkpoint(model, tmp_path / "b.safetensors")
+    paths = [str(tmp_path / n) for n in ("a.safetensors", "a_again.safetensors", "b.safetensors")]
+    losses = fixed_batch_eps_mse(paths, cache=str(tiny["root"] / "cache"), batches=3, seed=1)
+    assert all(len(v) == 3 and np.isfinite(v).all() for v in losses.values())
+    np.testing.assert_allclose(losses[paths[1]], losses[paths[0]], rtol=1e-6)
+    assert not np.allclose(losses[paths[2]], losses[paths[0]])
+    assert main([str(tiny["root"] / "cache"), "--eps-mse", *paths[:2], "--batches", "2", "--threads", "1"]) == 0
+    assert "+0.00000" in capsys.readouterr().out

@@ -256,6 +256,27 @@ def summarise(rows: list[dict], variants: tuple[str, ...]) -> dict:
     return out
 
 
+def fixed_batch_eps_mse(checkpoints: list[str], cache: str | None = None, prepared: str | None = None,
+                        batches: int = 60, seed: int = 0) -> dict[str, np.ndarray]:
+    """The adapter phase's eps MSE of each checkpoint on the same ``batches`` training batches
+    (the same crops, timesteps and noise for all, model in eval mode): training progress with the
+    batch-to-batch noise of the logged per-step loss paired away. ``prepared``: a `vem-train
+    --prepared` file (else the conditions are computed from ``cache`` for each checkpoint)."""
+    from .data import load_cache
+    from .phases import DEFAULT_SETTINGS, make_phase
+
+    clips = load_cache(cache) if cache is not None and not (prepared and Path(prepared).is_file()) else []
+    out = {}
+    for path in checkpoints:
+        model = load_checkpoint(path).float().eval()
+        phase = make_phase("adapter", clips, model, DEFAULT_SETTINGS["adapter"], prepared=prepared)
+        phase.prepare(model)
+        rng = np.random.default_rng(seed)
+        with torch.no_grad():
+            out[path] = np.array([float(phase.loss(model, phase.sample_batch(rng))[0]) for _ in range(batches)])
+    return out
+
+
 def paired_differences(rows_a: list[dict], rows_b: list[dict],
                        keys: tuple[str, ...] = ("tbiou", "tbiou70", "hit70")) -> dict:
     """Per key, mean and 95 % half-width of a - b over the clips both row lists score (NaNs,
@@ -349,8 +370,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rhythm-gain", type=float, default=None,
                         help="weight of the TB adapters in the conditional branch (default: the config's "
                              "DiffusionConfig.rhythm_gain)")
+    parser.add_argument("--eps-mse", nargs="+", default=None, metavar="CKPT",
+                        help="instead of evaluating, print each checkpoint's adapter-phase eps MSE on the same "
+                             "--batches training batches (from the cache argument or --prepared) and the paired "
+                             "difference to the first")
+    parser.add_argument("--prepared", default=None, help="with --eps-mse: a `vem-train --prepared` file")
+    parser.add_argument("--batches", type=int, default=60, help="with --eps-mse: batches (default: 60)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.eps_mse:
+        source = args.cache or args.checkpoint  # `--eps-mse A B CACHE` reads the folder positionally
+        try:
+            losses = fixed_batch_eps_mse(args.eps_mse, source, args.prepared, args.batches, args.seed)
+        except (OSError, ValueError) as exc:
+            print(f"evaluate: {exc}", file=sys.stderr)
+            return 2
+        first = args.eps_mse[0]
+        print(f"| checkpoint | eps MSE, {args.batches} batches (seed {args.seed}) | minus {Path(first).name} |\n|---|---:|---:|")
+        for path, values in losses.items():
+            diff = values - losses[first]
+            half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+            print(f"| {path} | {values.mean():.5f} | {diff.mean():+.5f} ± {half:.5f} |")
+        return 0
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     if args.paired:
         try:
