@@ -32,8 +32,10 @@ def module_key(node_name: str, depth: int) -> str:
 
 
 def profile_graph(path: str | os.PathLike, feeds: dict[str, np.ndarray], runs: int = 6, threads: int = 1,
-                  depth: int = 2) -> dict[str, float]:
-    """Milliseconds per run of each module (kernel time), after one warm-up run."""
+                  depth: int = 2, by: str = "module") -> dict[str, float]:
+    """Milliseconds per run (kernel time) of each module, or of each op type with ``by="op"``
+    (the op ONNX Runtime ran after its fusions: QLinearConv, DequantizeLinear, ...), after one
+    warm-up run."""
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory(prefix="vem-prof-") as work:
@@ -53,7 +55,9 @@ def profile_graph(path: str | os.PathLike, feeds: dict[str, np.ndarray], runs: i
     totals: collections.Counter = collections.Counter()
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time") and event["ts"] >= warmup_end:
-            totals[module_key(event["name"][: -len("_kernel_time")], depth)] += event["dur"]
+            key = (event.get("args", {}).get("op_name", "?") if by == "op"
+                   else module_key(event["name"][: -len("_kernel_time")], depth))
+            totals[key] += event["dur"]
     return {key: microseconds / runs / 1e3 for key, microseconds in totals.items()}
 
 
@@ -66,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--depth", type=int, default=2, help="module path levels to group by (default: 2)")
-    parser.add_argument("--rows", type=int, default=12, help="modules to print (default: 12)")
+    parser.add_argument("--by", choices=("module", "op"), default="module",
+                        help="group kernel time by module path or by the op type that ran (default: module)")
+    parser.add_argument("--rows", type=int, default=12, help="rows to print (default: 12)")
     args = parser.parse_args(argv)
 
     from vem.export.graphs import Size, component_specs
@@ -75,12 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     config = get_config(args.config)
     feeds = component_specs(config)[args.component].make_inputs(config, Size(args.seconds, 8),
                                                                  np.random.default_rng(0))
-    profiles = {path: profile_graph(path, feeds, args.runs, args.threads, args.depth) for path in args.graphs}
-    first = profiles[args.graphs[0]]
-    order = sorted(first, key=first.get, reverse=True)
-    order += sorted({k for p in profiles.values() for k in p} - set(order))
+    profiles = {path: profile_graph(path, feeds, args.runs, args.threads, args.depth, args.by) for path in args.graphs}
+    # Largest first, by the largest time any graph spends there (an int8 graph's QLinearConv or
+    # DequantizeLinear rows have no fp32 counterpart).
+    keys = {k for p in profiles.values() for k in p}
+    order = sorted(keys, key=lambda k: max(p.get(k, 0.0) for p in profiles.values()), reverse=True)
     names = [Path(p).name for p in args.graphs]
-    print(f"| module ({args.component}, {args.seconds:g} s, {args.threads} thread(s), ms per run) | "
+    print(f"| {args.by} ({args.component}, {args.seconds:g} s, {args.threads} thread(s), ms per run) | "
           + " | ".join(names) + " | " + " | ".join(f"{names[0]} / {n}" for n in names[1:]) + " |")
     print("|---|" + "---:|" * (2 * len(names) - 1))
     for key in order[: args.rows] + ["(all)"]:

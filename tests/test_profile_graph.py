@@ -28,3 +28,5 @@ def test_profile_graph_sums_kernel_time_per_module(tmp_path):
     times = profile_graph(path, {"x": rng.standard_normal((512, 256)).astype(np.float32)}, runs=3)
     assert set(times) == {"net/heavy", "net/light"}
     assert times["net/heavy"] > times["net/light"] > 0  # two 256-wide products vs one 8-wide
+    by_op = profile_graph(path, {"x": rng.standard_normal((512, 256)).astype(np.float32)}, runs=3, by="op")
+    assert set(by_op) == {"MatMul"} and by_op["MatMul"] > 0
