@@ -344,7 +344,7 @@ def test_prepared_conditions_round_trip_and_refuse_other_weights(tiny, tmp_path)
         make_phase("adapter", [], model, settings, prepared=tmp_path / "missing.pt")
 
 
-def test_train_cli_with_prepared_skips_the_cache(tiny, tmp_path):
+def test_train_cli_with_prepared_skips_the_cache(tiny, tmp_path, capsys):
     from vem.model import VeM, save_checkpoint
     from vem.training.cli import train_main
 
@@ -360,6 +360,13 @@ def test_train_cli_with_prepared_skips_the_cache(tiny, tmp_path):
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())["adapter"]
     assert summary["steps"] == 2 and summary["batch"] == 2
     assert train_main(["vae", "--out", str(tmp_path / "c"), "--prepared", str(prepared), "--quiet"]) == 2
+    # A cache of other clips beside the file: refused rather than silently training on the file's.
+    other = tmp_path / "other-cache"
+    other.mkdir()
+    first = sorted((tiny["root"] / "cache").glob("*.npz"))[0]
+    (other / "clip_99999.npz").write_bytes(first.read_bytes())
+    assert train_main([*common, "--out", str(tmp_path / "d"), "--cache", str(other)]) == 2
+    assert "other clips" in capsys.readouterr().err
 
 
 @pytest.mark.gpu

@@ -138,7 +138,7 @@ def train_main(argv: list[str] | None = None) -> int:
 
     from .data import build_cache, ensure_transitions_onnx, load_cache
     from .loop import STATE_FILE, load_state, open_run, train_phases
-    from .phases import DEFAULT_SETTINGS, PHASE_ORDER
+    from .phases import DEFAULT_SETTINGS, PHASE_ORDER, prepared_clip_names
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -162,7 +162,15 @@ def train_main(argv: list[str] | None = None) -> int:
         if args.command == "cache":
             return 0
         prepared = Path(args.prepared) if args.prepared else None
-        clips = [] if prepared is not None and prepared.is_file() else load_cache(cache)
+        if prepared is not None and prepared.is_file():
+            clips = []  # the file replaces the cache; where the cache is here too, they must agree
+            cached = sorted(f.stem for f in cache.glob("*.npz") if not f.name.endswith(".tmp.npz"))
+            made_from = prepared_clip_names(prepared)
+            if cached and cached != made_from:
+                raise ValueError(f"--prepared {prepared} was made from {len(made_from)} other clips than the "
+                                 f"{len(cached)} in {cache}; delete it to recompute, or pass another --prepared")
+        else:
+            clips = load_cache(cache)
         model, state = open_run(out, config, resume=args.resume, seed=args.seed, init=args.init)
     except ValueError as exc:
         print(f"vem-train: {exc}", file=sys.stderr)

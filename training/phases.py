@@ -393,7 +393,8 @@ def prepared_fingerprint(model) -> str:
     return digest.hexdigest()[:20]
 
 
-def save_prepared(path: str | Path, conditions: list[ClipConditions], model, uses_aligner: bool) -> None:
+def save_prepared(path: str | Path, conditions: list[ClipConditions], model, uses_aligner: bool,
+                  clip_names: list[str]) -> None:
     """Save the phase's precomputed per-clip conditions (`vem-train --prepared`): ~10 MB for
     the 97-clip demo set instead of the clip cache's ~290 MB, so a run on a lent GPU machine
     carries this file and skips both the cache and the minute of preparation. Tensors are stored
@@ -408,6 +409,7 @@ def save_prepared(path: str | Path, conditions: list[ClipConditions], model, use
         "format": PREPARED_FORMAT,
         "fingerprint": prepared_fingerprint(model),
         "uses_aligner": uses_aligner,
+        "clips": list(clip_names),  # which cached clips, in order (`prepared_clip_names`)
         "conditions": [{key: compact(value) for key, value in dataclasses.asdict(c).items()} for c in conditions],
     }
     path = Path(path)
@@ -415,6 +417,11 @@ def save_prepared(path: str | Path, conditions: list[ClipConditions], model, use
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
+
+
+def prepared_clip_names(path: str | Path) -> list[str]:
+    """The names of the cached clips a `--prepared` file was made from."""
+    return list(torch.load(path, map_location="cpu", weights_only=False).get("clips", []))
 
 
 def load_prepared(path: str | Path, model, uses_aligner: bool) -> list[ClipConditions]:
@@ -462,7 +469,8 @@ class DiffusionPhase(Phase):
         else:
             self.conditions = self._build_conditions(model)
             if self.prepared is not None:
-                save_prepared(self.prepared, self.conditions, model, self.uses_aligner)
+                save_prepared(self.prepared, self.conditions, model, self.uses_aligner,
+                              [clip.name for clip in self.clips])
         if not self.uses_aligner:  # phase 2 fixes the latent scale; phase 3 keeps it
             std = float(torch.cat([c.latent.flatten() for c in self.conditions]).std())
             cfg.vae.scale_factor = float(1.0 / max(std, 1e-6))
