@@ -20,6 +20,7 @@ Two trackers:
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -139,6 +140,29 @@ def track_beats_madmom(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.asarray(DBNBeatTrackingProcessor(fps=100)(activations), dtype=np.float64)
 
 
+_warm_up_thread: threading.Thread | None = None
+
+
+def warm_up() -> threading.Thread:
+    """Import librosa's beat tracker in a background thread, once per process. `librosa.beat`
+    builds its numba gufuncs at import, seconds of CPU in every new process (numba's on-disk
+    cache does not avoid it); started when a generation starts, that overlaps decoding and
+    diffusion instead of adding to the analysis at the end. Idempotent."""
+    global _warm_up_thread
+    if _warm_up_thread is None:
+        def load() -> None:
+            try:
+                import librosa.beat  # noqa: F401 - imported for its side effect (compilation)
+                import librosa.feature  # noqa: F401
+                import librosa.onset  # noqa: F401
+            except Exception:  # noqa: BLE001 - the analysis itself reports a broken librosa
+                pass
+
+        _warm_up_thread = threading.Thread(target=load, name="vem-beats-warm-up", daemon=True)
+        _warm_up_thread.start()
+    return _warm_up_thread
+
+
 def track_beats(audio: np.ndarray, sample_rate: int, tracker: str = "librosa") -> np.ndarray:
     """Beat times in seconds of a mono signal, with the named tracker (``librosa`` or ``madmom``)."""
     if tracker == "librosa":
@@ -153,4 +177,4 @@ def track_beats_file(path: str | os.PathLike, tracker: str = "librosa") -> np.nd
 
 
 __all__ = ["TRACKERS", "load_audio", "madmom_available", "refine_tempo", "track_beats", "track_beats_file",
-           "track_beats_librosa", "track_beats_madmom"]
+           "track_beats_librosa", "track_beats_madmom", "warm_up"]

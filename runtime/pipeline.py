@@ -37,6 +37,7 @@ from . import __version__
 from .audio import apply_fades, normalize_loudness
 from .backends import Runner, select_backend
 from .beats import track_beats
+from .beats import warm_up as warm_up_beats
 from .bundle import Bundle, load_bundle
 from .captions import caption_from_tags, describe_storyboard, tags_from_probabilities
 from .errors import BundleError, InputError, UsageError
@@ -193,6 +194,7 @@ class Pipeline:
     ) -> Generation:
         timer = StageTimer()
         started = time.perf_counter()
+        warm_up_beats()  # the analysis at the end needs librosa's tracker compiled
         sampler_name = sampler or self.bundle.manifest.sampler["name"]
         steps = int(steps or self.bundle.manifest.sampler["steps"])
         guidance = float(self.bundle.manifest.sampler["guidance"] if guidance is None else guidance)
