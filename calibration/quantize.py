@@ -338,6 +338,7 @@ class QuantChoice:
     excluded: dict[str, list[str]]  # reason -> node names
     error: float  # relative L2 vs fp32 with the final exclusions
     error_all: float  # relative L2 with only the recipe exclusions
+    max_abs: float  # largest |int8 - fp32| of any output element with the final exclusions
     sensitivity: list[Sensitivity] = field(default_factory=list)
     excluded_groups: list[str] = field(default_factory=list)
     quantized_nodes: int = 0
@@ -354,12 +355,16 @@ def choose_exclusions(component: str, fp32_path: str | os.PathLike, out_path: st
     recipe_nodes = sorted({n for names in recipe.values() for n in names})
     work = Path(work_dir)
     references = run_graph(fp32_path, eval_feeds)
+    out_path = Path(out_path)
+    max_abs = {}  # of the graph last written to out_path (the final choice when the search ends)
 
     def error_with(excluded: Sequence[str], path: Path) -> float:
         quantize_graph(fp32_path, path, ranges, exclude=excluded)
-        return relative_l2(run_graph(path, eval_feeds), references)
+        outputs = run_graph(path, eval_feeds)
+        if path == out_path:
+            max_abs["final"] = max_abs_error(outputs, references)
+        return relative_l2(outputs, references)
 
-    out_path = Path(out_path)
     error_all = error_with(recipe_nodes, out_path)
     groups = op_groups(model, recipe_nodes)
     all_quantizable = [n.name for n in weighted_nodes(model)]
@@ -387,7 +392,8 @@ def choose_exclusions(component: str, fp32_path: str | os.PathLike, out_path: st
     for group in excluded_groups:
         excluded_map[f"sensitive:{group}"] = sorted(groups[group])
     quantized = len(all_quantizable) - len({n for names in excluded_map.values() for n in names})
-    return QuantChoice(out_path, excluded_map, error, error_all, sensitivity, excluded_groups, quantized)
+    return QuantChoice(out_path, excluded_map, error, error_all, max_abs["final"], sensitivity, excluded_groups,
+                       quantized)
 
 
 def count_qdq(path: str | os.PathLike) -> dict[str, int]:

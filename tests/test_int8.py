@@ -219,6 +219,9 @@ def test_sensitivity_excludes_the_most_sensitive_group_first(demo_bundle, calibr
     assert f"sensitive:{choice.excluded_groups[0]}" in choice.excluded
     assert not q.quantized_node_names(choice.path) & excluded
     assert len(q.quantized_node_names(choice.path)) == choice.quantized_nodes
+    # max_abs is the final graph's (not an intermediate candidate's), against fp32
+    final = q.max_abs_error(q.run_graph(choice.path, feeds), q.run_graph(src, feeds))
+    assert choice.max_abs == final > 0
 
 
 def test_smoothing_is_an_exact_float_rewrite_of_the_skip_convs(demo_bundle, calibration, tmp_path):
