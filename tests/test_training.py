@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 from vem.model import load_checkpoint  # noqa: E402
 from vem.runtime.config import get_config  # noqa: E402
 from vem.training.data import build_cache, cut_beat_target, load_cache  # noqa: E402
-from vem.training.loop import LOSS_LOG, STATE_FILE, load_state, open_run, train_phase  # noqa: E402
+from vem.training.loop import LOSS_LOG, STATE_FILE, load_state, open_run, save_state, train_phase  # noqa: E402
 from vem.training.phases import PHASE_ORDER, PhaseSettings, make_phase  # noqa: E402
 from vem.training.synth.generate import generate_clip  # noqa: E402
 
@@ -333,12 +333,29 @@ def test_prepared_conditions_round_trip_and_refuse_other_weights(tiny, tmp_path)
     with torch.no_grad():
         torch.testing.assert_close(loaded.loss(model, batch_loaded)[0], built.loss(model, batch_built)[0],
                                    rtol=1e-2, atol=1e-4)
-    # The same file under another aligner (or VAE/encoder) is refused, and so is the other phase.
+    # The diffusion phase reads the adapter phase's file (without the aligner features); the
+    # reverse is refused, a file lacks what the adapter phase needs.
+    diffusion = make_phase("diffusion", [], model, settings, prepared=path)
+    diffusion.prepare(model)
+    assert len(diffusion.conditions) == len(built.conditions)
+    assert all(c.aligner_features is None for c in diffusion.conditions)
+    torch.testing.assert_close(diffusion.conditions[0].latent, loaded.conditions[0].latent)
+    assert "features" not in diffusion.sample_batch(np.random.default_rng(1))
+    diffusion_path = tmp_path / "diffusion-prepared.pt"
+    own = make_phase("diffusion", tiny["clips"], model, settings, prepared=diffusion_path)
+    own.prepare(model)
+    own_batch, read_batch = (p.sample_batch(np.random.default_rng(2)) for p in (own, diffusion))
+    assert own_batch.keys() == read_batch.keys()
+    for key in own_batch:  # the same batches either way (float16 storage apart)
+        torch.testing.assert_close(read_batch[key], own_batch[key], rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="without the aligner features"):
+        make_phase("adapter", [], model, settings, prepared=diffusion_path).prepare(model)
+    # The same file under another aligner (or VAE/encoder) is refused.
     with torch.no_grad():
         next(model.aligner.parameters()).add_(0.01)
     with pytest.raises(ValueError, match="other VAE/encoder/aligner weights"):
         make_phase("adapter", [], model, settings, prepared=path).prepare(model)
-    with pytest.raises(ValueError, match="adapter phase, not the diffusion phase"):
+    with pytest.raises(ValueError, match="other VAE/encoder/aligner weights"):
         make_phase("diffusion", [], model, settings, prepared=path).prepare(model)
     with pytest.raises(ValueError, match="no training clips"):
         make_phase("adapter", [], model, settings, prepared=tmp_path / "missing.pt")
@@ -411,3 +428,39 @@ def test_eps_mse_on_fixed_batches_pairs_checkpoints(tiny, tmp_path, capsys):
     assert not np.allclose(losses[paths[2]], losses[paths[0]])
     assert main([str(tiny["root"] / "cache"), "--eps-mse", *paths[:2], "--batches", "2", "--threads", "1"]) == 0
     assert "+0.00000" in capsys.readouterr().out
+
+
+def test_fresh_diffusion_keeps_phase_one_and_plain_cross_attention_is_recorded(tmp_path):
+    """`--fresh-diffusion` / `--plain-cross-attention`: phases 2-3 retrained from random weights
+    against the same frozen parts; the ablation's missing mask survives a ship and a reload."""
+    from vem.model import VeM, load_checkpoint, save_checkpoint
+
+    torch.manual_seed(5)
+    source = VeM(get_config("demo"))
+    save_checkpoint(source, tmp_path / "src.safetensors")
+    init = tmp_path / "src.safetensors"
+    model, state = open_run(tmp_path / "plain", get_config("demo"), resume=False, seed=1, init=init,
+                            fresh_diffusion=True, plain_cross_attention=True)
+    assert state.config.unet.use_storyboard_mask is False and model.unet.use_storyboard_mask is False
+    for name in ("vae", "vocoder", "aligner", "visual", "style_head"):
+        for (key, a), b in zip(getattr(source, name).state_dict().items(), getattr(model, name).state_dict().values()):
+            torch.testing.assert_close(b, a.to(b.dtype), msg=f"{name}.{key}")
+    for name in ("unet", "condition"):  # new random weights, not the source's
+        a = next(p for p in getattr(source, name).parameters() if p.ndim > 1)
+        b = next(p for p in getattr(model, name).parameters() if p.ndim > 1)
+        assert not torch.allclose(a, b), name
+    save_checkpoint(model, tmp_path / "plain.safetensors")
+    assert load_checkpoint(tmp_path / "plain.safetensors").unet.use_storyboard_mask is False
+    init_record = json.loads((tmp_path / "plain" / "init.json").read_text())
+    assert init_record["fresh_diffusion"] and init_record["plain_cross_attention"]
+    # Without --init the ablation is a fresh config; with --init it must also re-initialise.
+    assert open_run(tmp_path / "scratch", get_config("demo"), resume=False,
+                    plain_cross_attention=True)[0].unet.use_storyboard_mask is False
+    with pytest.raises(ValueError, match="needs --fresh-diffusion"):
+        open_run(tmp_path / "bad", get_config("demo"), resume=False, init=init, plain_cross_attention=True)
+    with pytest.raises(ValueError, match="needs --init"):
+        open_run(tmp_path / "bad2", get_config("demo"), resume=False, fresh_diffusion=True)
+    save_state(tmp_path / "plain" / STATE_FILE, model, state)
+    with pytest.raises(ValueError, match="start a run"):
+        open_run(tmp_path / "plain", get_config("demo"), resume=True, init=init, fresh_diffusion=True)
+    assert open_run(tmp_path / "plain", get_config("demo"), resume=True)[0].unet.use_storyboard_mask is False

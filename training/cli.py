@@ -91,6 +91,12 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--init", default=None,
                         help="start a new run from these weights (a run's state.pt or a checkpoint) instead of random ones")
+    parser.add_argument("--fresh-diffusion", action="store_true",
+                        help="with --init: keep its VAE, vocoder, aligner and encoders (phase 1) but start the T-UNet, "
+                             "its TB adapters and the condition builder from random weights, to train phases 2-3 again")
+    parser.add_argument("--plain-cross-attention", action="store_true",
+                        help="train SG-CAtt without its storyboard mask (every latent frame attends to every "
+                             "storyboard): the paper's 'without SG-CAtt' ablation; recorded in the checkpoint's config")
     parser.add_argument("--clips", type=int, default=None, help="use only the first N clips of --data")
     parser.add_argument("--minutes", default="", help="time budget per phase, e.g. vae=5,diffusion=12")
     parser.add_argument("--steps", default="", help="step limit per phase, e.g. vae=500")
@@ -171,7 +177,8 @@ def train_main(argv: list[str] | None = None) -> int:
                                  f"{len(cached)} in {cache}; delete it to recompute, or pass another --prepared")
         else:
             clips = load_cache(cache)
-        model, state = open_run(out, config, resume=args.resume, seed=args.seed, init=args.init)
+        model, state = open_run(out, config, resume=args.resume, seed=args.seed, init=args.init,
+                                fresh_diffusion=args.fresh_diffusion, plain_cross_attention=args.plain_cross_attention)
     except ValueError as exc:
         print(f"vem-train: {exc}", file=sys.stderr)
         return 2

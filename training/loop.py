@@ -14,6 +14,7 @@ over resumed sessions) is used up, whichever comes first.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -90,24 +91,52 @@ def init_model(path: str | os.PathLike) -> VeM:
 
 
 def open_run(out_dir: str | os.PathLike, config: VemConfig, resume: bool, seed: int = 0,
-             init: str | os.PathLike | None = None) -> tuple[VeM, RunState]:
+             init: str | os.PathLike | None = None, fresh_diffusion: bool = False,
+             plain_cross_attention: bool = False) -> tuple[VeM, RunState]:
     """A fresh model (refusing to overwrite an existing run unless ``resume``) or the saved one.
 
     ``init``: start the fresh run from these weights (and their config, latent scale included)
     instead of random ones, so finished phases can be trained further in a new run folder; the
-    source is recorded in ``init.json``."""
+    source is recorded in ``init.json``.
+    ``fresh_diffusion`` (with ``init``): keep phase 1's VAE, vocoder, aligner and encoders but
+    give the T-UNet (with its TB adapters) and the condition builder new random weights, so
+    phases 2 and 3 can be trained again under another recipe against the same frozen parts.
+    ``plain_cross_attention``: SG-CAtt without its storyboard mask (`UNetConfig.use_storyboard_mask`
+    False, recorded in the checkpoint's config): the paper's "without SG-CAtt" ablation trained
+    as such. With ``init`` it needs ``fresh_diffusion``: weights trained with the mask are not
+    that ablation."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / STATE_FILE
     if path.is_file():
         if not resume:
             raise ValueError(f"{out} already holds a run ({STATE_FILE}); pass --resume to continue it or pick another --out")
+        if fresh_diffusion or plain_cross_attention:
+            raise ValueError("--fresh-diffusion and --plain-cross-attention start a run; "
+                             "a resumed run keeps the weights and config it was started with")
         return load_state(path)
+    if fresh_diffusion and init is None:
+        raise ValueError("--fresh-diffusion needs --init (the weights whose phase-1 parts to keep)")
+    if plain_cross_attention and init is not None and not fresh_diffusion:
+        raise ValueError("--plain-cross-attention with --init needs --fresh-diffusion: the T-UNet in "
+                         f"{init} was trained with the storyboard mask")
     torch.manual_seed(seed)
     if init is not None:
         model = init_model(init)
-        (out / "init.json").write_text(json.dumps({"init": str(init), "config": model.config.name}))
+        if fresh_diffusion:
+            from vem.model.conditioning import ConditionBuilder
+            from vem.model.unet import TUNet
+
+            # In place on the loaded config: it is the object the checkpoint and RunState record.
+            model.config.unet.use_storyboard_mask = not plain_cross_attention
+            model.unet = TUNet(model.config)
+            model.condition = ConditionBuilder(model.config)
+        (out / "init.json").write_text(json.dumps({"init": str(init), "config": model.config.name,
+                                                   "fresh_diffusion": fresh_diffusion,
+                                                   "plain_cross_attention": plain_cross_attention}))
         return model, RunState(config=model.config, seed=seed)
+    if plain_cross_attention:
+        config = dataclasses.replace(config, unet=dataclasses.replace(config.unet, use_storyboard_mask=False))
     return VeM(config), RunState(config=config, seed=seed)
 
 

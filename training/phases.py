@@ -428,10 +428,11 @@ def load_prepared(path: str | Path, model, uses_aligner: bool) -> list[ClipCondi
     payload = torch.load(path, map_location="cpu", weights_only=False)
     if payload.get("format") != PREPARED_FORMAT:
         raise ValueError(f"{path}: prepared conditions of format {payload.get('format')!r}, expected {PREPARED_FORMAT}")
-    if payload["uses_aligner"] != uses_aligner:
-        wanted = "adapter" if uses_aligner else "diffusion"
-        raise ValueError(f"{path}: prepared for the {'adapter' if payload['uses_aligner'] else 'diffusion'} "
-                         f"phase, not the {wanted} phase")
+    # An adapter phase's file holds everything the diffusion phase needs too (plus the aligner
+    # features, dropped below), so one file can carry both phases to another machine.
+    if uses_aligner and not payload["uses_aligner"]:
+        raise ValueError(f"{path}: prepared for the diffusion phase, without the aligner features the adapter "
+                         "phase needs; prepare it with the adapter command")
     fingerprint = prepared_fingerprint(model)
     if payload["fingerprint"] != fingerprint:
         raise ValueError(f"{path}: prepared with other VAE/encoder/aligner weights (fingerprint "
@@ -439,7 +440,10 @@ def load_prepared(path: str | Path, model, uses_aligner: bool) -> list[ClipCondi
     def widen(value):
         return value.float() if torch.is_tensor(value) and value.is_floating_point() else value
 
-    return [ClipConditions(**{key: widen(value) for key, value in item.items()}) for item in payload["conditions"]]
+    conditions = [ClipConditions(**{key: widen(value) for key, value in item.items()}) for item in payload["conditions"]]
+    if not uses_aligner:
+        conditions = [dataclasses.replace(c, aligner_features=None) for c in conditions]
+    return conditions
 
 
 CUT_WEIGHT_RADIUS_S = 0.08  # +-2 latent frames at 25 fps: a beat's onset and its attack
