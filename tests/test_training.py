@@ -172,6 +172,7 @@ def test_evaluate_scores_every_row_of_the_table(tiny, tmp_path):
     for row in result["rows"]:
         for key in ("tbiou", "tbiou70", "biou", "mel_distance", "peak", "clipped_share", "longest_silence_s"):
             assert np.isfinite(row[key]), (row["variant"], key)
+        assert row["beats_per_s"] == pytest.approx(row["beats"] / row["seconds"], rel=0.01)
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["clip_00000_full.png", "clip_00001_full.png"]
     table = markdown_table(result)
     assert table.count("\n") == 1 + len(ALL_VARIANTS) and "without SG-CAtt" in table
@@ -286,6 +287,20 @@ def test_paired_differences_use_common_clips_and_skip_nan():
     out = paired_differences(a, b, ("hit70",))["hit70"]
     assert out["mean"] == pytest.approx(0.25)  # (0.5 + 0.0) / 2: z has a NaN, only_a no partner
     assert out["ci95"] == pytest.approx(1.96 * np.std([0.5, 0.0], ddof=1) / np.sqrt(2))
+
+
+def test_beat_density_is_summarised_for_old_rows_too():
+    """Rows written before ``beats_per_s`` existed carry beats and seconds; the summary and the
+    paired differences derive it from them."""
+    from vem.training.evaluate import paired_differences, summarise
+
+    levels = {"peak": 0.5, "longest_silence_s": 0.0}
+    new = [{"clip": "a", "variant": "full", "beats": 20, "seconds": 10.0, "beats_per_s": 2.0, **levels}]
+    old = [{"clip": "a", "variant": "ground_truth", "beats": 15, "seconds": 10.0, **levels}]
+    summary = summarise(new + old, ("ground_truth", "full"))
+    assert summary["ground_truth"]["beats_per_s"] == pytest.approx(1.5)
+    assert summary["full"]["beats_per_s"] == pytest.approx(2.0)
+    assert paired_differences(new, old, ("beats_per_s",))["beats_per_s"]["mean"] == pytest.approx(0.5)
 
 
 def test_combine_joins_rows_and_replaces_only_when_asked():

@@ -105,6 +105,7 @@ def score(wave: np.ndarray, beats: np.ndarray, clip: Clip, ref_wave: np.ndarray,
         "clipped_share": float(np.mean(np.abs(wave) >= CLIP_LEVEL)) if len(wave) else 0.0,
         "longest_silence_s": longest_silence_s(wave, rate),
         "beats": int(len(beats)),
+        "beats_per_s": float(len(beats) / clip.duration_s) if clip.duration_s > 0 else math.nan,
         "beats_s": [round(float(b), 4) for b in beats],  # so a row can be re-scored without regenerating
     }
 
@@ -230,17 +231,23 @@ def _mean_ci(values: list[float]) -> tuple[float, float]:
     return float(finite.mean()), float(half)
 
 
+def _row_value(row: dict, key: str) -> float:
+    if key == "beats_per_s" and key not in row and row.get("seconds"):  # rows written before the key existed
+        return float(row["beats"]) / float(row["seconds"])
+    return float(row.get(key, math.nan))
+
+
 def summarise(rows: list[dict], variants: tuple[str, ...]) -> dict:
     """Per variant: mean and 95 % half-width (normal approximation over clips) of every metric,
     plus paired differences of TBIoU and the hit rate between the full model and each ablation."""
-    keys = ("tbiou", "tbiou70", "biou", "hit70", "chance70", "mel_distance", "tempo_cv", "peak", "clipped_share",
-            "longest_silence_s", "aligner_hit70")
+    keys = ("tbiou", "tbiou70", "biou", "hit70", "chance70", "mel_distance", "tempo_cv", "beats_per_s", "peak",
+            "clipped_share", "longest_silence_s", "aligner_hit70")
     out = {}
     for variant in variants:
         mine = [r for r in rows if r["variant"] == variant]
         stats = {}
         for key in keys:
-            mean, half = _mean_ci([float(r.get(key, math.nan)) for r in mine])
+            mean, half = _mean_ci([_row_value(r, key) for r in mine])
             stats[key] = mean
             stats[key + "_ci95"] = half
         stats["max_peak"] = float(max(r["peak"] for r in mine)) if mine else math.nan
@@ -288,7 +295,7 @@ def paired_differences(rows_a: list[dict], rows_b: list[dict],
         for row in rows_a:
             other = b_by_clip.get(row["clip"])
             if other is not None:
-                a, b = row.get(key, math.nan), other.get(key, math.nan)
+                a, b = _row_value(row, key), _row_value(other, key)
                 if not (math.isnan(a) or math.isnan(b)):
                     diffs.append(a - b)
         mean, half = _mean_ci(diffs)
@@ -325,14 +332,14 @@ def markdown_table(result: dict) -> str:
         return f"{value:.{digits}f} ± {half:.{digits}f}" if half == half else f"{value:.{digits}f}"
 
     lines = ["| music | BIoU ↑ | TBIoU ↑ | TBIoU@70 ms ↑ | hit@70 ms ↑ (chance) | mel distance ↓ | beat-interval CV |"
-             " max peak | longest silence (s) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             " beats/s | max peak | longest silence (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for variant in ALL_VARIANTS:
         if variant not in summary:
             continue
         s = summary[variant]
         lines.append(f"| {LABELS[variant]} | {cell(s, 'biou')} | {cell(s, 'tbiou')} | {cell(s, 'tbiou70')} | {cell(s, 'hit70')} "
-                     f"({s['chance70']:.3f}) | {cell(s, 'mel_distance')} | {cell(s, 'tempo_cv')} | "
+                     f"({s['chance70']:.3f}) | {cell(s, 'mel_distance')} | {cell(s, 'tempo_cv')} | {cell(s, 'beats_per_s', 2)} | "
                      f"{s['max_peak']:.3f} | {s['max_silence_s']:.2f} |")
     return "\n".join(lines)
 
@@ -400,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, KeyError) as exc:
             print(f"evaluate: {exc}", file=sys.stderr)
             return 2
-        keys = ("tbiou", "tbiou70", "hit70", "biou", "mel_distance", "tempo_cv")
+        keys = ("tbiou", "tbiou70", "hit70", "biou", "mel_distance", "tempo_cv", "beats_per_s")
         print(f"| {args.variant}: A - B | mean | 95 % half-width |\n|---|---:|---:|")
         for key, stats in paired_differences(a, b, keys).items():
             print(f"| {key} | {stats['mean']:+.3f} | {stats['ci95']:.3f} |")
