@@ -303,6 +303,19 @@ def test_beat_density_is_summarised_for_old_rows_too():
     assert paired_differences(new, old, ("beats_per_s",))["beats_per_s"]["mean"] == pytest.approx(0.5)
 
 
+def test_beat_density_agreement_counts_doubled_tempi():
+    from vem.training.evaluate import beat_density_agreement
+
+    reference = [{"clip": c, "beats": n, "seconds": 10.0} for c, n in zip("abcd", (10, 15, 20, 25))]
+    follows = [{"clip": c, "beats_per_s": n / 10.0 * 1.1} for c, n in zip("abcd", (10, 15, 20, 25))]
+    doubled = [{"clip": c, "beats_per_s": v} for c, v in zip("abcd", (2.0, 1.4, 2.0, 2.4))]
+    agree = beat_density_agreement(follows, reference)
+    assert agree["clips"] == 4 and agree["correlation"] == pytest.approx(1.0) and agree["over_1_5"] == 0
+    assert agree["b_mean"] == pytest.approx(1.75)
+    assert beat_density_agreement(doubled, reference)["over_1_5"] == 1  # only clip a: 2.0 > 1.5 x 1.0
+    assert beat_density_agreement(doubled, reference)["correlation"] < 0.9
+
+
 def test_combine_joins_rows_and_replaces_only_when_asked():
     from vem.training.evaluate import combine
 

@@ -303,6 +303,23 @@ def paired_differences(rows_a: list[dict], rows_b: list[dict],
     return out
 
 
+def beat_density_agreement(rows_a: list[dict], rows_b: list[dict]) -> dict:
+    """How far A's music follows B's tempo, clip by clip: mean beats per second of each, their
+    correlation over the common clips, and in how many clips A has over 1.5 x B's beats (a
+    doubled tempo reads as ~2)."""
+    b_by_clip = {r["clip"]: r for r in rows_b}
+    pairs = [(_row_value(r, "beats_per_s"), _row_value(b_by_clip[r["clip"]], "beats_per_s"))
+             for r in rows_a if r["clip"] in b_by_clip]
+    pairs = np.array([p for p in pairs if not (math.isnan(p[0]) or math.isnan(p[1]))]).reshape(-1, 2)
+    if len(pairs) < 2 or pairs[:, 0].std() == 0 or pairs[:, 1].std() == 0:
+        correlation = math.nan
+    else:
+        correlation = float(np.corrcoef(pairs[:, 0], pairs[:, 1])[0, 1])
+    return {"clips": len(pairs), "a_mean": float(pairs[:, 0].mean()) if len(pairs) else math.nan,
+            "b_mean": float(pairs[:, 1].mean()) if len(pairs) else math.nan, "correlation": correlation,
+            "over_1_5": int(np.sum(pairs[:, 0] > 1.5 * pairs[:, 1]))}
+
+
 def combine(results: list[dict], replace: bool = False) -> dict:
     """One result from several runs over the same clips (e.g. the music rows, then the model rows
     of a newer checkpoint); a (clip, variant) row given twice is an error unless ``replace``, where
@@ -371,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead of evaluating, print the paired differences A - B of the "
                              "--variant rows of two --json results over their common clips")
     parser.add_argument("--variant", default="full", help="the rows --paired compares (default: full)")
+    parser.add_argument("--against", default=None,
+                        help="--paired: B's rows of this variant instead (e.g. A's full against B's ground_truth)")
     parser.add_argument("--no-guide-rhythm", action="store_true",
                         help="keep the TB adapters in guidance's null branch (the behaviour before "
                              "DiffusionConfig.guide_rhythm), for comparison")
@@ -401,16 +420,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     if args.paired:
+        against = args.against or args.variant
         try:
-            a, b = ([r for r in json.loads(Path(p).read_text())["rows"] if r["variant"] == args.variant]
-                    for p in args.paired)
+            a, b = ([r for r in json.loads(Path(p).read_text())["rows"] if r["variant"] == v]
+                    for p, v in zip(args.paired, (args.variant, against)))
         except (OSError, ValueError, KeyError) as exc:
             print(f"evaluate: {exc}", file=sys.stderr)
             return 2
         keys = ("tbiou", "tbiou70", "hit70", "biou", "mel_distance", "tempo_cv", "beats_per_s")
-        print(f"| {args.variant}: A - B | mean | 95 % half-width |\n|---|---:|---:|")
+        label = args.variant if against == args.variant else f"{args.variant} - {against}"
+        print(f"| {label}: A - B | mean | 95 % half-width |\n|---|---:|---:|")
         for key, stats in paired_differences(a, b, keys).items():
             print(f"| {key} | {stats['mean']:+.3f} | {stats['ci95']:.3f} |")
+        density = beat_density_agreement(a, b)
+        print(f"beats/s: A {density['a_mean']:.2f}, B {density['b_mean']:.2f}; per-clip correlation "
+              f"{density['correlation']:.2f}; A over 1.5 x B's beats in {density['over_1_5']} of {density['clips']} clips")
         return 0
     try:
         if args.combine:
