@@ -197,7 +197,9 @@ def paper_denoiser_torch(seed: int = 0) -> Any:
 def denoiser_feeds(config: Any, seconds: float, seed: int = 0) -> dict[str, np.ndarray]:
     from vem.export.graphs import Size, component_specs
 
-    return component_specs(config)["denoiser"].make_inputs(config, Size(seconds, STORYBOARDS), np.random.default_rng(seed))
+    # Batch 2 = [conditional, null]: one call is one guided step's work.
+    return component_specs(config)["denoiser"].make_inputs(config, Size(seconds, STORYBOARDS, batch=2),
+                                                           np.random.default_rng(seed))
 
 
 def ort_session(path: Path) -> Any:

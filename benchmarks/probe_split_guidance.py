@@ -1,21 +1,17 @@
-"""Would the guided denoiser step be faster on a CPU with its two guidance branches on two cores?
+"""The guided denoiser step as one batch of two over both cores, or one guidance branch per core.
 
     python -m benchmarks.probe_split_guidance [--checkpoint CKPT] [--seconds 6] [--rounds 12]
 
-The bundle's denoiser (`vem.export.graphs.GuidedDenoiser`) runs the conditional and the null
-branch as one batch of two and returns the guided eps. On two cores ONNX Runtime then spreads each
-op over both threads, which the int8 graph's small element-wise, Q/DQ and Transpose ops do poorly
-(`benchmarks.profile_graph --by op`: the int8 step gains ~1.8x over fp32 at one thread, ~1.4x at
-two). This probe exports the alternative: one *branch* graph (the same inputs, with ``branch``
-[batch] = 1 for the conditional and 0 for the null branch in place of ``guidance``), runs its two
-branches as two concurrent calls of one single-threaded session (ONNX Runtime releases the GIL
-while it runs), and combines eps_u + g (eps_c - eps_u) in numpy. It times, interleaved in one
-process: the batched graph at two threads and the split branches, in fp32 and in int8 (recipe
-exclusions of `vem.calibration.quantize`, activation ranges from random example inputs: a speed
-probe, not a quality result). The split fp32 eps is checked against the batched graph's.
-
-Nothing in the runtime uses the branch graph; the numbers say whether the bundle contract should
-change (see the README, INT8).
+The denoiser graph (`vem.export.graphs.BranchDenoiser`) returns the eps of the guidance branch
+each sample asks for, and the runtime applies guidance (`vem.runtime.guidance`). It can send both
+branches as one batch of two (ONNX Runtime then spreads each op over the threads, which the int8
+graph's many small element-wise, Q/DQ and Transpose ops do poorly: `benchmarks.profile_graph --by
+op` gives the int8 step ~1.8x over fp32 at one thread, ~1.4x at two) or as two concurrent calls of
+one single-threaded session, one per core (what the runtime does on a CPU with two or more
+threads). This probe exports the graph from a checkpoint, quantises it (recipe exclusions of
+`vem.calibration.quantize`, activation ranges from random example inputs: a speed probe, not a
+quality result) and times both ways in fp32 and int8, interleaved in one process. The two ways'
+fp32 guided eps are compared.
 """
 
 from __future__ import annotations
@@ -23,37 +19,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
-
-def branch_module(model):
-    """The branch graph's module (built here so the torch import stays inside the probe)."""
-    import torch
-    from torch import nn
-
-    class BranchDenoiser(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.condition = model.condition
-            self.unet = model.unet
-            self.guide_rhythm = bool(model.config.diffusion.guide_rhythm)
-            self.rhythm_gain = float(model.config.diffusion.rhythm_gain)
-
-        def forward(self, latent, timestep, caption, tags, story_text, story_visual, story_start_s,
-                    story_duration_s, storyboard_mask, aligner_features, branch):
-            tokens = self.condition(caption, tags, story_text, story_visual, story_start_s, story_duration_s)
-            weight = branch.view(-1, 1, 1)
-            tokens = weight * tokens + (1.0 - weight) * self.condition.null_tokens_like(tokens)
-            # As `vem.model.pipeline.guidance_adapter_scale`: the null branch without the TB
-            # adapters when guide_rhythm, both branches at rhythm_gain otherwise.
-            scale = self.rhythm_gain * (branch if self.guide_rhythm else torch.ones_like(branch))
-            return self.unet(latent, timestep, tokens, storyboard_mask, self.condition.global_tokens(tokens),
-                             aligner_features, scale)
-
-    return BranchDenoiser().eval()
 
 
 def quantize_recipe(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> Path:
@@ -76,6 +44,29 @@ def session(path: Path, threads: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+class _Runner:
+    """The minimum of a runtime `Runner` that `vem.runtime.guidance.bind_guided` needs."""
+
+    array_module = np
+
+    def __init__(self, path: Path, threads: int, split: bool):
+        self.session = session(path, threads)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.split_branches = split
+
+    def bind(self, **static):
+        outer = self
+
+        class Bound:
+            def __call__(self, **dynamic):
+                return {"eps": outer.session.run(None, {**static, **dynamic})[0]}
+
+            def close(self):
+                pass
+
+        return Bound()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.probe_split_guidance",
                                      description=__doc__.split("\n\n")[0])
@@ -87,74 +78,52 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from vem.export.graphs import GuidedDenoiser, Size, component_specs
+    from vem.export.graphs import BranchDenoiser, Size, component_specs
     from vem.export.onnx_utils import export_onnx
     from vem.model import load_checkpoint
+    from vem.runtime.guidance import bind_guided
 
     model = load_checkpoint(args.checkpoint).float().eval()
     spec = component_specs(model.config)["denoiser"]
     rng = np.random.default_rng(0)
     size = Size(args.seconds, storyboards=3)
     feeds = spec.make_inputs(model.config, size, rng)
-    calibration = [spec.make_inputs(model.config, size, rng) for _ in range(4)]
-    guidance = float(feeds["guidance"][0])
-    branch_names = [n for n in spec.input_names if n != "guidance"] + ["branch"]
-    axes = spec.dynamic_axes()
-    axes.pop("guidance", None)
-    axes["branch"] = {0: "batch"}
+    calibration = [spec.make_inputs(model.config, Size(args.seconds, 3, batch=2), rng) for _ in range(4)]
+    guidance = float(model.config.diffusion.guidance)
+    static = {k: v for k, v in feeds.items() if k not in ("latent", "timestep", "branch")}
+    latent, timestep = feeds["latent"], float(feeds["timestep"][0])
 
     with tempfile.TemporaryDirectory(prefix="vem-split-") as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
         example = tuple(torch.from_numpy(feeds[n]) for n in spec.input_names)
-        batched = export_onnx(GuidedDenoiser(model).eval(), example, work / "batched.onnx",
-                              input_names=spec.input_names, output_names=spec.output_names,
-                              dynamic_axes=spec.dynamic_axes())
-        branch_example = (*example[:-1], torch.ones(1))
-        branch = export_onnx(branch_module(model), branch_example, work / "branch.onnx", input_names=branch_names,
-                             output_names=["eps"], dynamic_axes=axes)
-        branch_calibration = [{**{k: v for k, v in f.items() if k != "guidance"}, "branch": np.ones(1, np.float32)}
-                              for f in calibration]
-        graphs = {
-            "fp32": (batched, branch),
-            "int8": (quantize_recipe(batched, work / "batched.int8.onnx", calibration),
-                     quantize_recipe(branch, work / "branch.int8.onnx", branch_calibration)),
-        }
-        pool = ThreadPoolExecutor(2)
-        branch_feeds = {k: v for k, v in feeds.items() if k != "guidance"}
-        cond_feeds = {**branch_feeds, "branch": np.ones(1, np.float32)}
-        null_feeds = {**branch_feeds, "branch": np.zeros(1, np.float32)}
-
-        runners = {}
-        for precision, (batched_path, branch_path) in graphs.items():
-            whole = session(batched_path, 2)
-            single = session(branch_path, 1)  # one session, two concurrent calls
-
-            def split(single=single):
-                cond = pool.submit(single.run, None, cond_feeds)
-                null = pool.submit(single.run, None, null_feeds)
-                eps_c, eps_u = cond.result()[0], null.result()[0]
-                return eps_u + guidance * (eps_c - eps_u)
-
-            runners[f"{precision} batched, 2 threads"] = lambda whole=whole: whole.run(None, feeds)[0]
-            runners[f"{precision} split, 2 x 1 thread"] = split
-        reference = runners["fp32 batched, 2 threads"]()
-        difference = float(np.abs(runners["fp32 split, 2 x 1 thread"]() - reference).max())
-        times: dict[str, list[float]] = {name: [] for name in runners}
+        fp32 = export_onnx(BranchDenoiser(model).eval(), example, work / "denoiser.onnx",
+                           input_names=spec.input_names, output_names=spec.output_names,
+                           dynamic_axes=spec.dynamic_axes())
+        graphs = {"fp32": fp32, "int8": quantize_recipe(fp32, work / "denoiser.int8.onnx", calibration)}
+        steps = {}
+        for precision, path in graphs.items():
+            steps[f"{precision} batch of two, 2 threads"] = bind_guided(_Runner(path, 2, False), static, guidance)
+            steps[f"{precision} split, 2 x 1 thread"] = bind_guided(_Runner(path, 1, True), static, guidance)
+        reference = steps["fp32 batch of two, 2 threads"](latent, timestep)
+        difference = float(np.abs(steps["fp32 split, 2 x 1 thread"](latent, timestep) - reference).max())
+        times: dict[str, list[float]] = {name: [] for name in steps}
         for _ in range(args.rounds + 2):
-            for name, run in runners.items():
+            for name, step in steps.items():
                 start = time.perf_counter()
-                run()
+                step(latent, timestep)
                 times[name].append(time.perf_counter() - start)
+        for step in steps.values():
+            step.close()
     medians = {name: 1e3 * float(np.median(t[2:])) for name, t in times.items()}
-    base = medians["fp32 batched, 2 threads"]
-    print(f"| guided step ({args.seconds:g} s, median of {args.rounds}) | ms | fp32 batched / this |")
+    base = medians["fp32 batch of two, 2 threads"]
+    print(f"| guided step ({args.seconds:g} s, median of {args.rounds}) | ms | fp32 batch of two / this |")
     print("|---|---:|---:|")
     for name, ms in medians.items():
         print(f"| {name} | {ms:.1f} | {base / ms:.2f}× |")
-    print(f"split fp32 eps vs batched: max |difference| {difference:.2e} (of mean |eps| "
+    print(f"split fp32 eps vs batch of two: max |difference| {difference:.2e} (of mean |eps| "
           f"{float(np.abs(reference).mean()):.3f})")
-    print(f"int8 over fp32: batched {medians['fp32 batched, 2 threads'] / medians['int8 batched, 2 threads']:.2f}×, "
+    print(f"int8 over fp32: batch of two {base / medians['int8 batch of two, 2 threads']:.2f}×, "
           f"split {medians['fp32 split, 2 x 1 thread'] / medians['int8 split, 2 x 1 thread']:.2f}×")
     return 0
 

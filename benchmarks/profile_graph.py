@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     from vem.runtime.config import get_config
 
     config = get_config(args.config)
-    feeds = component_specs(config)[args.component].make_inputs(config, Size(args.seconds, 8),
+    batch = 2 if args.component == "denoiser" else 1  # both guidance branches: one guided step
+    feeds = component_specs(config)[args.component].make_inputs(config, Size(args.seconds, 8, batch=batch),
                                                                  np.random.default_rng(0))
     profiles = {path: profile_graph(path, feeds, args.runs, args.threads, args.depth, args.by) for path in args.graphs}
     # Largest first, by the largest time any graph spends there (an int8 graph's QLinearConv or

@@ -65,7 +65,9 @@ def test_component(benchmark, pipeline, component):
         out = pedantic(benchmark, lambda: pipeline.detector.predict(frames), rounds=ROUNDS)
         assert out.shape == (len(frames),)
         return
-    feeds = component_specs(config)[component].make_inputs(config, Size(SECONDS, 8), rng)
+    # The denoiser at batch 2 = both guidance branches: one guided step.
+    batch = 2 if component == "denoiser" else 1
+    feeds = component_specs(config)[component].make_inputs(config, Size(SECONDS, 8, batch=batch), rng)
     runner = pipeline.runners[component]
     out = pedantic(benchmark, lambda: runner.run(feeds), rounds=ROUNDS)
     assert all(np.isfinite(value).all() for value in out.values())

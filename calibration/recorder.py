@@ -122,6 +122,10 @@ class _RecordingBound:
 class RecordingRunner:
     """Wraps a runtime `Runner`: every call is recorded, then runs unchanged."""
 
+    # The denoiser's guidance branches run as one batch of two while recording: one recorded
+    # call (holding both branches' inputs) per sampler step.
+    split_branches = False
+
     def __init__(self, inner: Any, sink: Callable[[dict[str, np.ndarray]], None]):
         self._inner = inner
         self._sink = sink

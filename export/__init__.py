@@ -11,6 +11,6 @@ Python API behind `vem-export` (vem.export.cli):
 - `bundle_writer.onnx_generate(folder, manifest, inputs, seconds, *, steps, seed, precision)`:
   the sampler loop over a bundle's graphs (the end-to-end check's ONNX side).
 - `graphs.component_specs(config)`: every component's graph interface (BUNDLE_INTERFACE.md)
-  and example-input makers; `graphs.GuidedDenoiser` etc. are the traced wrappers.
+  and example-input makers; `graphs.BranchDenoiser` etc. are the traced wrappers.
 - `fp16.search_islands(...)`: the fp32-island measurement.
 """

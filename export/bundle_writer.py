@@ -175,6 +175,8 @@ def tensorrt_profiles(name: str, config: VemConfig, max_seconds: float, max_stor
                 "video_frames": graphs.video_frames(config, max_seconds),
                 "mel_frames": config.mel_frames(max_seconds), "windows": 8},
     }
+    if name == "denoiser":  # on a GPU the runtime sends both guidance branches as one batch of two
+        dims["opt"]["batch"] = 2
     if name == "visual":  # per-frame batches: the runtime feeds chunks of frames
         for key, value in (("min", 1), ("opt", 64), ("max", graphs.video_frames(config, max_seconds))):
             dims[key]["frames"] = value
@@ -539,7 +541,7 @@ def onnx_generate(folder: str | os.PathLike, manifest: Manifest, inputs: dict[st
     denoiser takes them) and video_aligner_features [B, T_video, D_a] at the video frame rate."""
     import torch
 
-    from vem.runtime.sampler import NoiseSchedule, make_sampler
+    from vem.runtime.sampler import NoiseSchedule, guided_eps, make_sampler
     from vem.runtime.storyboard import resample_to_latent, storyboard_mask
 
     folder = Path(folder)
@@ -559,11 +561,15 @@ def onnx_generate(folder: str | os.PathLike, manifest: Manifest, inputs: dict[st
     g = config.diffusion.guidance if guidance is None else guidance
     static = {name: inputs[name] for name in ("caption", "tags", "story_text", "story_visual",
                                                 "story_start_s", "story_duration_s")}
-    static.update(storyboard_mask=mask, aligner_features=features, guidance=np.array([g], dtype=np.float32))
+    static.update(storyboard_mask=mask, aligner_features=features)
+    # Both guidance branches as one batch of 2B: [conditional x B, null x B] (`vem.runtime.guidance`).
+    static = {name: np.concatenate([value, value]).astype(np.float32) for name, value in static.items()}
+    static["branch"] = np.repeat(np.array([1.0, 0.0], dtype=np.float32), batch)
     for index, t in enumerate(solver.timesteps):
-        feeds = dict(static, latent=z.astype(np.float32), timestep=np.full((batch,), float(t), dtype=np.float32))
+        latent = np.concatenate([z, z]).astype(np.float32)
+        feeds = dict(static, latent=latent, timestep=np.full((2 * batch,), float(t), dtype=np.float32))
         (eps,) = sessions["denoiser"].run(["eps"], feeds)
-        z = solver.step(eps, index, z)
+        z = solver.step(guided_eps(eps[:batch], eps[batch:], g), index, z)
     (mel,) = sessions["vae_decoder"].run(["mel"], {"latent": np.asarray(z, dtype=np.float32)})
     (waveform,) = sessions["vocoder"].run(["waveform"], {"mel": mel})
     waveform = waveform[:, : round(seconds * config.audio.sample_rate)]

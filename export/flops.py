@@ -7,9 +7,10 @@ additions). For this T-UNet the products are nearly all of the arithmetic, so th
 lower bound on the work and ``flops / measured_time`` an honest lower bound on the FLOP/s a
 backend achieves.
 
-One guided step = `vem.export.graphs.GuidedDenoiser`, the graph the runtime calls once per
-sampler step: the condition builder (PAPER.md Eq. 6) and the T-UNet over the conditional and null
-branches as one batch of 2 (classifier-free guidance, Eq. 5).
+One guided step = the denoiser graph (`vem.export.graphs.BranchDenoiser`) over the conditional and
+the null branch, as the runtime calls it per sampler step (one batch of two, or two concurrent
+calls on a CPU; the same arithmetic): the condition builder (PAPER.md Eq. 6) and the T-UNet for
+both branches (classifier-free guidance, Eq. 5).
 
     python -m vem.export.flops                 # demo and paper, 10/30/60 s
     python -m vem.export.flops --config paper --seconds 60
@@ -64,14 +65,15 @@ def denoiser_step_flops(config: VemConfig | str, seconds: float, *, storyboards:
 
     from vem.model.vem import VeM
 
-    from .graphs import GuidedDenoiser, Size, component_specs
+    from .graphs import BranchDenoiser, Size, component_specs
 
     config = get_config(config) if isinstance(config, str) else config
     spec = component_specs(config)["denoiser"]
-    feeds = spec.make_inputs(config, Size(seconds, storyboards), np.random.default_rng(seed))
+    # Batch 2 = [conditional, null]: one guided step.
+    feeds = spec.make_inputs(config, Size(seconds, storyboards, batch=2), np.random.default_rng(seed))
     with torch.device("meta"):
         model = VeM(config).eval()
-        wrapper = GuidedDenoiser(model)
+        wrapper = BranchDenoiser(model)
         args = [torch.from_numpy(np.ascontiguousarray(feeds[name])).to("meta") for name in spec.input_names]
     return count_flops(wrapper, *args)
 

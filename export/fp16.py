@@ -11,7 +11,7 @@ that the field usually keeps in fp32, found in the graph by structure rather tha
                input and them (t * freq would lose its fraction in fp16 for t up to 999)
 - ``head``     the output head: the last weighted layer (Conv / ConvTranspose / Gemm / MatMul)
                and every node after it (the vocoder's final conv and tanh; the denoiser's
-               guidance arithmetic)
+               output conv)
 
 `search_islands` measures instead of guessing: it converts with no island, then adds one class at
 a time, keeping each time the class that lowers the parity error most (greedy forward

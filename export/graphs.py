@@ -6,8 +6,9 @@ does the layout work inside the graph, so the runtime never re-implements a PyTo
 
 - `VisualGraph`      uint8 [frames, S, S, 3] -> frame_embeddings [frames, D_v], tag_logits [frames, num_tags]
 - `AlignerGraph`     uint8 [1, T, A, A, 3] + transition_probs [1, T] -> features [1, T, D_a], logits [1, T]
-- `GuidedDenoiser`   one classifier-free-guided eps per call (ConditionBuilder + TUNet, PAPER.md
-                     Eqs. 5-8 and 10): the conditional and the null branch run as one batch of 2B
+- `BranchDenoiser`   eps of the guidance branch each sample asks for (ConditionBuilder + TUNet,
+                     PAPER.md Eqs. 5-8 and 10; ``branch`` 1 = conditional, 0 = null); the runtime
+                     applies guidance (`vem.runtime.guidance`)
 - `VAEDecoderGraph`  diffusion latent -> log-mel in the vocoder's [B, M, T_mel] layout
 - `VocoderGraph`     log-mel [B, M, T_mel] -> waveform [B, T_mel * hop]
 
@@ -27,7 +28,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from vem.model.pipeline import guidance_adapter_scale
 from vem.model.vem import VeM
 from vem.runtime.bundle import TensorSpec
 from vem.runtime.config import VemConfig
@@ -75,14 +75,15 @@ class AlignerGraph(nn.Module):
         return self.aligner(torch.cat([rgb, probs], dim=1))
 
 
-class GuidedDenoiser(nn.Module):
-    """One guided denoising step's noise prediction (PAPER.md Eq. 5 with classifier-free guidance).
-
-    The condition tokens (Eq. 6) are built in the graph from the raw embeddings and seconds; the
-    null branch uses the learned null tokens with the same storyboard count, the same storyboard
-    mask and the same aligner features, with its TB adapters switched off when
-    ``config.diffusion.guide_rhythm`` (as `vem.model.pipeline.generate`). Both branches go
-    through the T-UNet as one batch of 2B, and the graph returns eps_u + g (eps_c - eps_u)."""
+class BranchDenoiser(nn.Module):
+    """One denoiser call: the noise prediction of the classifier-free-guidance branch each sample
+    asks for (PAPER.md Eq. 5). ``branch`` [B] is 1 for the conditional branch and 0 for the null
+    branch: the learned null tokens with the same storyboard count, storyboard mask and aligner
+    features, and its TB adapters switched off when ``config.diffusion.guide_rhythm`` (as
+    `vem.model.pipeline.generate`). The condition tokens (Eq. 6) are built in the graph from the
+    raw embeddings and seconds. The runtime applies guidance, eps_u + g (eps_c - eps_u)
+    (`vem.runtime.guidance`): on a GPU both branches go as one batch of two, on a multi-core CPU
+    as two concurrent calls."""
 
     def __init__(self, model: VeM):
         super().__init__()
@@ -103,22 +104,34 @@ class GuidedDenoiser(nn.Module):
         story_duration_s: torch.Tensor,
         storyboard_mask: torch.Tensor,
         aligner_features: torch.Tensor,
-        guidance: torch.Tensor,
+        branch: torch.Tensor,
     ) -> torch.Tensor:
         tokens = self.condition(caption, tags, story_text, story_visual, story_start_s, story_duration_s)
-        all_tokens = torch.cat([tokens, self.condition.null_tokens_like(tokens)], dim=0)
-        all_global = self.condition.global_tokens(all_tokens)
-        eps = self.unet(
-            torch.cat([latent, latent], dim=0),
-            torch.cat([timestep, timestep], dim=0),
-            all_tokens,
-            torch.cat([storyboard_mask, storyboard_mask], dim=0),
-            all_global,
-            torch.cat([aligner_features, aligner_features], dim=0),
-            guidance_adapter_scale(latent, self.guide_rhythm, self.rhythm_gain),
-        )
-        eps_cond, eps_uncond = eps.chunk(2, dim=0)
-        return eps_uncond + guidance * (eps_cond - eps_uncond)
+        # Exactly the conditional or the null tokens for branch 1 or 0 (0 * finite = 0).
+        weight = branch.to(tokens.dtype).view(-1, 1, 1)
+        tokens = weight * tokens + (1.0 - weight) * self.condition.null_tokens_like(tokens)
+        # `guidance_adapter_scale`: the conditional branch at rhythm_gain; the null branch at 0
+        # with guide_rhythm, else at rhythm_gain too.
+        on = branch.to(latent.dtype) if self.guide_rhythm else torch.ones_like(branch, dtype=latent.dtype)
+        return self.unet(latent, timestep, tokens, storyboard_mask, self.condition.global_tokens(tokens),
+                         aligner_features, on * self.rhythm_gain)
+
+
+def guided_step_torch(denoiser: BranchDenoiser, latent: torch.Tensor, timestep: torch.Tensor,
+                      static: dict[str, torch.Tensor], guidance: float) -> torch.Tensor:
+    """The guided eps the runtime makes from two branch calls, in torch (tests, FLOP counts)."""
+    batch = latent.shape[0]
+    both = {name: torch.cat([value, value]) for name, value in static.items()}
+    branch = torch.cat([torch.ones(batch), torch.zeros(batch)]).to(latent.dtype)
+    eps = denoiser(torch.cat([latent, latent]), torch.cat([timestep, timestep]), *(both[n] for n in DENOISER_CONDITIONS),
+                   branch)
+    eps_cond, eps_uncond = eps.chunk(2, dim=0)
+    return eps_uncond + guidance * (eps_cond - eps_uncond)
+
+
+# The denoiser's condition inputs, in graph order (between timestep and branch).
+DENOISER_CONDITIONS = ("caption", "tags", "story_text", "story_visual", "story_start_s", "story_duration_s",
+                       "storyboard_mask", "aligner_features")
 
 
 class VAEDecoderGraph(nn.Module):
@@ -238,7 +251,8 @@ def _denoiser_inputs(config: VemConfig, size: Size, rng: np.random.Generator) ->
         "story_duration_s": duration,
         "storyboard_mask": storyboard_mask(start, duration, frames, config.latent_frames_per_second),
         "aligner_features": np.abs(rng.standard_normal((b, frames, config.aligner.feature_dim))).astype(np.float32),
-        "guidance": np.array([config.diffusion.guidance], dtype=np.float32),
+        # Both branches when the batch has room: [1, 0, 1, ...].
+        "branch": (np.arange(b) % 2 == 0).astype(np.float32),
     }
 
 
@@ -277,7 +291,7 @@ def component_specs(config: VemConfig) -> dict[str, ComponentSpec]:
             _aligner_inputs,
         ),
         "denoiser": ComponentSpec(
-            "denoiser", GuidedDenoiser,
+            "denoiser", BranchDenoiser,
             [
                 TensorSpec("latent", f32, ["batch", c, "frames", f]),
                 TensorSpec("timestep", f32, ["batch"]),
@@ -289,7 +303,7 @@ def component_specs(config: VemConfig) -> dict[str, ComponentSpec]:
                 TensorSpec("story_duration_s", f32, ["batch", "storyboards"]),
                 TensorSpec("storyboard_mask", f32, ["batch", "frames", "storyboards"]),
                 TensorSpec("aligner_features", f32, ["batch", "frames", d_a]),
-                TensorSpec("guidance", f32, [1]),
+                TensorSpec("branch", f32, ["batch"]),
             ],
             [TensorSpec("eps", f32, ["batch", c, "frames", f])],
             _denoiser_inputs,

@@ -104,5 +104,5 @@ def real_denoiser_feeds(config: VemConfig, frame_embeddings: np.ndarray, seconds
         "storyboard_mask": storyboard_mask(start, duration, frames, config.latent_frames_per_second),
         "aligner_features": resample_to_latent(video_features, frames, config.video.fps,
                                                config.latent_frames_per_second).astype(np.float32),
-        "guidance": np.array([config.diffusion.guidance], dtype=np.float32),
+        "branch": np.array([1.0], dtype=np.float32),  # the conditional branch
     }

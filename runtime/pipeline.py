@@ -41,6 +41,7 @@ from .beats import warm_up as warm_up_beats
 from .bundle import Bundle, load_bundle
 from .captions import caption_from_tags, describe_storyboard, tags_from_probabilities
 from .errors import BundleError, InputError, UsageError
+from .guidance import bind_guided
 from .metrics import rhythm_metrics
 from .parse_schema import (
     FRAME_FPS,
@@ -428,7 +429,7 @@ class Pipeline:
         sampler = make_sampler(sampler_name, self.schedule, steps)
         noise = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
         denoiser = self.runners["denoiser"]
-        step = denoiser.bind(**inputs, guidance=np.array([guidance], dtype=np.float32))
+        step = bind_guided(denoiser, inputs, guidance)
         bar = None
         if progress is True:
             from tqdm import tqdm
@@ -437,7 +438,7 @@ class Pipeline:
         try:
             z = denoiser.to_device(noise)
             for index, t in enumerate(sampler.timesteps):
-                eps = step(latent=z, timestep=np.array([t], dtype=np.float32))["eps"]
+                eps = step(z, float(t))
                 z = sampler.step(eps, index, z)
                 if bar is not None:
                     bar.update(1)

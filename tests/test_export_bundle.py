@@ -52,7 +52,7 @@ def test_bundle_validates_and_lists_every_component_at_both_precisions(exported)
     denoiser = next(c for c in data["components"] if c["name"] == "denoiser" and c["precision"] == "fp32")
     assert [i["name"] for i in denoiser["inputs"]] == [
         "latent", "timestep", "caption", "tags", "story_text", "story_visual", "story_start_s",
-        "story_duration_s", "storyboard_mask", "aligner_features", "guidance"]
+        "story_duration_s", "storyboard_mask", "aligner_features", "branch"]
     assert denoiser["inputs"][8]["shape"] == ["batch", "frames", "storyboards"]
     # fp16 entries are half the size of fp32 (within 10 %)
     sizes = {(c.name, c.precision): c.bytes for c in manifest.components}
@@ -217,9 +217,13 @@ def test_tensorrt_profiles_cover_min_opt_max():
     specs = graphs.component_specs(config)
     (profile,) = tensorrt_profiles("denoiser", config, 60.0, 32, specs["denoiser"].inputs)
     check_profiles([profile])  # min <= opt <= max on every axis
-    low, _, high = profile["storyboard_mask"]
+    low, opt, high = profile["storyboard_mask"]
     assert low == (1, config.unet.time_multiple, 1)
     assert high == (2, config.latent_frames(60.0), 32)
+    # A GPU sends both guidance branches as one batch of two: the engine is tuned for that.
+    assert opt[0] == 2 and profile["branch"][1] == (2,)
+    (vocoder,) = tensorrt_profiles("vocoder", config, 60.0, 32, specs["vocoder"].inputs)
+    assert vocoder["mel"][1][0] == 1
 
 
 @pytest.mark.tensorrt

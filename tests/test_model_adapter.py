@@ -138,11 +138,12 @@ def test_adapter_scale_switches_the_rhythm_path_per_sample(pair):
     assert torch.allclose(mixed[1], no_rhythm[1], atol=1e-6)
 
 
-def test_guided_denoiser_graph_module_follows_guide_rhythm(pair):
-    """`GuidedDenoiser` (what the ONNX denoiser is traced from) equals the eager guided step
-    eps_null + g (eps_cond - eps_null) with the null branch's adapters off, or on when the
-    config says guide_rhythm = False."""
-    from vem.export.graphs import GuidedDenoiser
+def test_branch_denoiser_graph_module_follows_guide_rhythm(pair):
+    """`BranchDenoiser` (what the ONNX denoiser is traced from) returns the conditional branch's
+    eps for branch 1 and the null branch's for branch 0 (adapters off, or on when the config says
+    guide_rhythm = False); the runtime's guided step from it, eps_null + g (eps_cond - eps_null),
+    equals the eager one."""
+    from vem.export.graphs import DENOISER_CONDITIONS, BranchDenoiser, guided_step_torch
     from vem.model.vem import VeM
     from vem.runtime.config import get_config
 
@@ -153,7 +154,7 @@ def test_guided_denoiser_graph_module_follows_guide_rhythm(pair):
     g = torch.Generator().manual_seed(3)
     ccfg = config.condition
     latent = torch.randn(1, config.vae.latent_channels, frames, config.latent_mel_bins, generator=g)
-    timestep = torch.tensor([500])
+    timestep = torch.tensor([500.0])
     caption = torch.randn(1, ccfg.text_dim, generator=g)
     tags = torch.randn(1, ccfg.text_dim, generator=g)
     story_text = torch.randn(1, storyboards, ccfg.text_dim, generator=g)
@@ -161,7 +162,8 @@ def test_guided_denoiser_graph_module_follows_guide_rhythm(pair):
     start, duration = torch.tensor([[0.0, 0.6]]), torch.tensor([[0.6, 0.68]])
     mask = storyboard_mask(start, duration, frames, config.latent_frames_per_second)
     features = torch.randn(1, frames, config.aligner.feature_dim, generator=g)
-    guidance = torch.tensor(3.0)
+    static = dict(zip(DENOISER_CONDITIONS, (caption, tags, story_text, story_visual, start, duration, mask, features)))
+    conditions = [static[name] for name in DENOISER_CONDITIONS]
     with torch.no_grad():
         tokens = model.condition(caption, tags, story_text, story_visual, start, duration)
         null = model.condition.null_tokens_like(tokens)
@@ -170,8 +172,10 @@ def test_guided_denoiser_graph_module_follows_guide_rhythm(pair):
             model.config.diffusion.guide_rhythm = guide_rhythm
             null_features = None if guide_rhythm else features
             eps_null = model.unet(latent, timestep, null, mask, model.condition.global_tokens(null), null_features)
-            graph = GuidedDenoiser(model).eval()
-            out = graph(latent, timestep, caption, tags, story_text, story_visual, start, duration, mask, features, guidance)
+            graph = BranchDenoiser(model).eval()
+            assert torch.allclose(graph(latent, timestep, *conditions, torch.ones(1)), eps_cond, atol=1e-5)
+            assert torch.allclose(graph(latent, timestep, *conditions, torch.zeros(1)), eps_null, atol=1e-5)
+            out = guided_step_torch(graph, latent, timestep, static, 3.0)
             assert torch.allclose(out, eps_null + 3.0 * (eps_cond - eps_null), atol=1e-4)
             assert not torch.allclose(out, eps_cond, atol=1e-2)
     model.config.diffusion.guide_rhythm = True
@@ -181,8 +185,7 @@ def test_guided_denoiser_graph_module_follows_guide_rhythm(pair):
         eps_cond_gain = model.unet(latent, timestep, tokens, mask, model.condition.global_tokens(tokens), features,
                                    torch.tensor([1.5]))
         eps_null = model.unet(latent, timestep, null, mask, model.condition.global_tokens(null), None)
-        out = GuidedDenoiser(model).eval()(latent, timestep, caption, tags, story_text, story_visual, start, duration,
-                                           mask, features, guidance)
+        out = guided_step_torch(BranchDenoiser(model).eval(), latent, timestep, static, 3.0)
     assert not torch.allclose(eps_cond_gain, eps_cond, atol=1e-3)
     assert torch.allclose(out, eps_null + 3.0 * (eps_cond_gain - eps_null), atol=1e-4)
     model.config.diffusion.rhythm_gain = 1.0

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..bundle import Bundle, ComponentEntry, sha256_file
 from ..errors import BundleError
+from ..guidance import BRANCH_INPUT
 from .base import ORT_TYPE_TO_NUMPY, BoundRunner, Runner, TensorInfo
 from .cuda import cupy_or_none, device_pointer, gpu_info, is_device_array
 
@@ -132,11 +133,17 @@ class OnnxRuntimeBackend:
                 raise ValueError("loading a ComponentEntry needs the bundle it belongs to (bundle=...)")
             path, digest = bundle.path(source), source.sha256
             name = name or source.name
+            input_names = {spec.name for spec in source.inputs}
         else:
             path, digest = Path(source), None
             name = name or path.stem
-        return OnnxRuntimeRunner(path, name=name, providers=self.providers, threads=self.threads,
-                                 cache_dir=self.cache_dir, sha256=digest)
+            input_names = set()
+        # A denoiser graph that returns one guidance branch's eps runs its two branches as two
+        # concurrent calls on a multi-core CPU, each with half the threads (`vem.runtime.guidance`).
+        split = (BRANCH_INPUT in input_names and self.providers[0] == "CPUExecutionProvider" and self.threads >= 2)
+        return OnnxRuntimeRunner(path, name=name, providers=self.providers,
+                                 threads=self.threads // 2 if split else self.threads,
+                                 cache_dir=self.cache_dir, sha256=digest, split_branches=split)
 
     def load_component(self, bundle: Bundle, name: str, precision: str) -> OnnxRuntimeRunner:
         """The bundle's graph for `name` at `precision` (fp32 where only fp32 was exported)."""
@@ -145,7 +152,7 @@ class OnnxRuntimeBackend:
 
 class OnnxRuntimeRunner(Runner):
     def __init__(self, path: str | os.PathLike, *, name: str, providers: Sequence[str], threads: int,
-                 cache_dir: Path | None = None, sha256: str | None = None):
+                 cache_dir: Path | None = None, sha256: str | None = None, split_branches: bool = False):
         import onnxruntime
 
         self._ort = onnxruntime
@@ -187,6 +194,9 @@ class OnnxRuntimeRunner(Runner):
         if active[0] != providers[0]:
             self.notes.append(f"{providers[0]} could not start; running on {active[0]}")
         self._cupy = cupy_or_none() if self.device == "cuda" else None
+        # `vem.runtime.guidance`: run the guidance branches as concurrent calls (each call on
+        # ``threads`` intra-op threads), only where the graph runs on the CPU.
+        self.split_branches = bool(split_branches) and self.device == "cpu" and BRANCH_INPUT in self.input_names
 
     @staticmethod
     def _use_cache(options: Any, path: Path, name: str, provider: str, cache_dir: Path,
