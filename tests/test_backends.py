@@ -79,16 +79,20 @@ def test_session_uses_physical_cores_and_full_optimisation(cpu_runner):
     assert options.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
 
 
-def test_spinning_is_switched_off_only_when_asked(denoiser_path, monkeypatch):
+def test_spinning_is_off_unless_asked_for(denoiser_path, monkeypatch):
     key = "session.intra_op.allow_spinning"
-    default = OnnxRuntimeBackend(["CPUExecutionProvider"]).load(denoiser_path, name="denoiser")
-    with pytest.raises(RuntimeError, match="does not have configuration"):  # ORT's default (spinning)
-        default.session.get_session_options().get_session_config_entry(key)
-    monkeypatch.setenv("VEM_ORT_SPINNING", "0")
+    monkeypatch.delenv("VEM_ORT_SPINNING", raising=False)
     quiet = OnnxRuntimeBackend(["CPUExecutionProvider"]).load(denoiser_path, name="denoiser")
     assert quiet.session.get_session_options().get_session_config_entry(key) == "0"
+    monkeypatch.setenv("VEM_ORT_SPINNING", "0")
+    assert OnnxRuntimeBackend(["CPUExecutionProvider"]).load(
+        denoiser_path, name="denoiser").session.get_session_options().get_session_config_entry(key) == "0"
+    monkeypatch.setenv("VEM_ORT_SPINNING", "1")
+    spinning = OnnxRuntimeBackend(["CPUExecutionProvider"]).load(denoiser_path, name="denoiser")
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # ORT's default (spinning)
+        spinning.session.get_session_options().get_session_config_entry(key)
     feed = random_inputs(np.random.default_rng(0))
-    np.testing.assert_array_equal(quiet.run(feed)["eps"], default.run(feed)["eps"])
+    np.testing.assert_array_equal(quiet.run(feed)["eps"], spinning.run(feed)["eps"])
 
 
 def test_python_scalars_and_dtypes_are_converted(cpu_runner):

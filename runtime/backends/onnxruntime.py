@@ -91,7 +91,8 @@ def _provider_options(provider: str, cache_dir: Path | None) -> dict[str, str]:
     return {}
 
 
-# VEM_ORT_SPINNING=0: ONNX Runtime's intra-op threads block instead of spin-waiting between runs.
+# VEM_ORT_SPINNING=1: ONNX Runtime's intra-op threads spin-wait between runs (its own default);
+# unset or 0, they block.
 SPINNING_ENV = "VEM_ORT_SPINNING"
 
 class OnnxRuntimeBackend:
@@ -163,9 +164,13 @@ class OnnxRuntimeRunner(Runner):
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
-        if os.environ.get(SPINNING_ENV) == "0":
-            # ORT's intra-op threads spin after each run (lower latency on an idle machine); on a
-            # shared 2-core host that made the int8 denoiser's speed bimodal (README INT8).
+        if os.environ.get(SPINNING_ENV, "0") != "1":
+            # ORT's intra-op threads spin after each run by default (lower latency for back-to-back
+            # runs of one session). The runtime alternates sessions (and runs the denoiser's two
+            # guidance branches on single-threaded calls), so a spinning pool only takes a core
+            # from the next graph: end to end on the 2-core CPU, fp32 2.57-2.96 s and int8
+            # 1.55-1.89 s with it off against 2.75-3.14 s and 1.88-2.00 s with it on (README
+            # INT8). VEM_ORT_SPINNING=1 restores ORT's default.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         model_path, written_cache = path, None
         if cache_dir is not None:
