@@ -117,9 +117,15 @@ class BranchDenoiser(nn.Module):
                          aligner_features, on * self.rhythm_gain)
 
 
+# The denoiser's condition inputs, in graph order (between timestep and branch).
+DENOISER_CONDITIONS = ("caption", "tags", "story_text", "story_visual", "story_start_s", "story_duration_s",
+                       "storyboard_mask", "aligner_features")
+
+
 def guided_step_torch(denoiser: BranchDenoiser, latent: torch.Tensor, timestep: torch.Tensor,
                       static: dict[str, torch.Tensor], guidance: float) -> torch.Tensor:
-    """The guided eps the runtime makes from two branch calls, in torch (tests, FLOP counts)."""
+    """The guided eps the runtime makes from the two branches (`vem.runtime.guidance`), in torch:
+    the reference the tests hold the graph module to."""
     batch = latent.shape[0]
     both = {name: torch.cat([value, value]) for name, value in static.items()}
     branch = torch.cat([torch.ones(batch), torch.zeros(batch)]).to(latent.dtype)
@@ -127,11 +133,6 @@ def guided_step_torch(denoiser: BranchDenoiser, latent: torch.Tensor, timestep: 
                    branch)
     eps_cond, eps_uncond = eps.chunk(2, dim=0)
     return eps_uncond + guidance * (eps_cond - eps_uncond)
-
-
-# The denoiser's condition inputs, in graph order (between timestep and branch).
-DENOISER_CONDITIONS = ("caption", "tags", "story_text", "story_visual", "story_start_s", "story_duration_s",
-                       "storyboard_mask", "aligner_features")
 
 
 class VAEDecoderGraph(nn.Module):
