@@ -341,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help="sampler steps (default: the bundle's)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per setting (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs before the repeats (default 1)")
-    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: physical cores)")
+    parser.add_argument("--threads", type=int,
+                        help="ONNX Runtime intra-op threads (default: physical cores); with 2 or more the denoiser "
+                             "runs its two guidance branches concurrently with half of them each")
     parser.add_argument("--no-gemm", action="store_true", help="skip the GEMM ceiling measurement")
     parser.add_argument("--json", metavar="PATH", help="write results as JSON")
     return parser
