@@ -34,39 +34,6 @@ def quantize_recipe(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) ->
     return q.quantize_graph(src, dst, ranges, exclude=exclude)
 
 
-def session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-class _Runner:
-    """The minimum of a runtime `Runner` that `vem.runtime.guidance.bind_guided` needs."""
-
-    array_module = np
-
-    def __init__(self, path: Path, threads: int, split: bool):
-        self.session = session(path, threads)
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.split_branches = split
-
-    def bind(self, **static):
-        outer = self
-
-        class Bound:
-            def __call__(self, **dynamic):
-                return {"eps": outer.session.run(None, {**static, **dynamic})[0]}
-
-            def close(self):
-                pass
-
-        return Bound()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.probe_split_guidance",
                                      description=__doc__.split("\n\n")[0])
@@ -81,7 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     from vem.export.graphs import BranchDenoiser, Size, component_specs
     from vem.export.onnx_utils import export_onnx
     from vem.model import load_checkpoint
+    from vem.runtime.backends.onnxruntime import OnnxRuntimeRunner
     from vem.runtime.guidance import bind_guided
+
+    def runner(path: Path, threads: int, split: bool) -> OnnxRuntimeRunner:
+        # The runtime's runner (spinning off, as its default); split = what the backend chooses
+        # for a branch graph on a CPU with two or more threads.
+        return OnnxRuntimeRunner(path, name="denoiser", providers=["CPUExecutionProvider"], threads=threads,
+                                 split_branches=split)
 
     model = load_checkpoint(args.checkpoint).float().eval()
     spec = component_specs(model.config)["denoiser"]
@@ -103,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         graphs = {"fp32": fp32, "int8": quantize_recipe(fp32, work / "denoiser.int8.onnx", calibration)}
         steps = {}
         for precision, path in graphs.items():
-            steps[f"{precision} batch of two, 2 threads"] = bind_guided(_Runner(path, 2, False), static, guidance)
-            steps[f"{precision} split, 2 x 1 thread"] = bind_guided(_Runner(path, 1, True), static, guidance)
+            steps[f"{precision} batch of two, 2 threads"] = bind_guided(runner(path, 2, False), static, guidance)
+            steps[f"{precision} split, 2 x 1 thread"] = bind_guided(runner(path, 1, True), static, guidance)
         reference = steps["fp32 batch of two, 2 threads"](latent, timestep)
         difference = float(np.abs(steps["fp32 split, 2 x 1 thread"](latent, timestep) - reference).max())
         times: dict[str, list[float]] = {name: [] for name in steps}

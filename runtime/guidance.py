@@ -50,10 +50,6 @@ def bind_guided(runner: Any, static_inputs: Mapping[str, np.ndarray], guidance: 
     return _BatchOfTwo(runner, static_inputs, guidance)
 
 
-def branch_value(value: float, dtype: Any = np.float32) -> np.ndarray:
-    return np.array([value], dtype=dtype)
-
-
 class _InGraph(GuidedStep):
     def __init__(self, runner, static_inputs, guidance):
         self._bound = runner.bind(**static_inputs, guidance=np.array([guidance], dtype=np.float32))
@@ -90,8 +86,8 @@ class _SplitBranches(GuidedStep):
     session releases the GIL while it runs, so the two calls use two cores."""
 
     def __init__(self, runner, static_inputs, guidance):
-        self._cond = runner.bind(**static_inputs, branch=branch_value(COND))
-        self._null = runner.bind(**static_inputs, branch=branch_value(NULL))
+        self._cond = runner.bind(**static_inputs, branch=np.array([COND], dtype=np.float32))
+        self._null = runner.bind(**static_inputs, branch=np.array([NULL], dtype=np.float32))
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vem-null-branch")
         self._guidance = float(guidance)
 

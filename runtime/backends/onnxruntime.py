@@ -199,9 +199,9 @@ class OnnxRuntimeRunner(Runner):
         if active[0] != providers[0]:
             self.notes.append(f"{providers[0]} could not start; running on {active[0]}")
         self._cupy = cupy_or_none() if self.device == "cuda" else None
-        # `vem.runtime.guidance`: run the guidance branches as concurrent calls (each call on
-        # ``threads`` intra-op threads), only where the graph runs on the CPU.
-        self.split_branches = bool(split_branches) and self.device == "cpu" and BRANCH_INPUT in self.input_names
+        # `vem.runtime.guidance`: run the guidance branches as concurrent calls, each on ``threads``
+        # intra-op threads (`OnnxRuntimeBackend.load` decides it for a branch graph on the CPU).
+        self.split_branches = bool(split_branches)
 
     @staticmethod
     def _use_cache(options: Any, path: Path, name: str, provider: str, cache_dir: Path,
