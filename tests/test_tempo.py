@@ -1,0 +1,88 @@
+"""The runtime's tempo choice and beat grid (vem.runtime.tempo)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vem.runtime.tempo import PACE_BPM, TempoChoice, beat_grid, beat_times, choose_tempo
+
+
+def test_cuts_on_bar_lines_give_their_tempo_and_phase():
+    period = 60.0 / 112.0
+    cuts = 0.31 + period * np.array([0, 8, 16, 28])  # bar lines of 4/4 at 112 BPM
+    choice = choose_tempo(cuts, ["pop", "moderate"])
+    assert choice.source == "cuts"
+    assert choice.bpm == pytest.approx(112.0, abs=0.5)
+    beats = choice.beats(cuts[-1] + 1.0)
+    assert np.max(np.min(np.abs(cuts[:, None] - beats[None, :]), axis=1)) < 0.01
+
+
+def test_pace_word_sets_the_range():
+    period = 60.0 / 150.0
+    cuts = 0.2 + period * np.array([0, 16])
+    fast = choose_tempo(cuts, ["fast"])
+    slow = choose_tempo(cuts, ["slow"])
+    assert PACE_BPM["fast"][0] <= fast.bpm <= PACE_BPM["fast"][1]
+    assert PACE_BPM["slow"][0] <= slow.bpm <= PACE_BPM["slow"][1]
+    assert fast.bpm == pytest.approx(150.0, abs=0.5)
+    # The cuts are 6.4 s apart: told "slow", the grid through both that puts them on bar lines
+    # is 8 beats in 6.4 s (75 BPM).
+    assert slow.bpm == pytest.approx(75.0, abs=0.5)
+
+
+def test_without_cuts_the_prior_centre_and_a_grid_from_zero():
+    choice = choose_tempo([], ["slow"])
+    assert choice.source == "prior" and choice.anchor_s == 0.0
+    low, high = PACE_BPM["slow"]
+    assert low < choice.bpm < high
+    one_cut = choose_tempo([2.5], [])
+    assert one_cut.source == "prior" and one_cut.anchor_s == 2.5
+
+
+def test_user_tempo_is_kept_and_checked():
+    choice = choose_tempo([1.0, 3.0], ["fast"], bpm=97.0)
+    assert choice == TempoChoice(97.0, 1.0, "user")
+    with pytest.raises(ValueError, match="BPM"):
+        choose_tempo([1.0], [], bpm=1000.0)
+    with pytest.raises(ValueError, match="BPM"):
+        choose_tempo([1.0], [], bpm=float("nan"))
+
+
+def test_beat_times_cover_the_window_through_the_anchor():
+    beats = beat_times(120.0, 1.25, 4.0)
+    assert np.allclose(beats, [0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.25, 3.75])
+
+
+def test_beat_grid_keeps_each_beat_as_a_unit_pulse_at_its_time():
+    fps = 25.0
+    # Frame i stands for (i + 0.5) / fps: a beat at frame 10's centre is all in frame 10, one
+    # halfway between frames 20 and 21 is split evenly.
+    grid = beat_grid([10.5 / fps, 21.0 / fps, 99.0], 32, fps)
+    assert grid.dtype == np.float32 and grid.shape == (32,)
+    assert grid[10] == pytest.approx(1.0)
+    assert grid[20] == pytest.approx(0.5) and grid[21] == pytest.approx(0.5)
+    assert grid.sum() == pytest.approx(2.0)  # the beat at 99 s is outside the window
+    # A window starting later sees the same pulses shifted by its start.
+    shifted = beat_grid([10.5 / fps + 0.4], 32, fps, start_s=0.4)
+    assert np.allclose(shifted, beat_grid([10.5 / fps], 32, fps))
+
+
+def test_vem_synth_cuts_give_the_music_tempo():
+    """On vem-synth's plans (cuts on its beat grid, the pace word among its tags) the choice is
+    within 5 % of the music's tempo for most clips with two or more cuts."""
+    from vem.training.synth.plan import plan_timeline
+    from vem.training.synth.style import sample_style
+    from vem.training.synth.video import plan_transitions
+
+    ratios = []
+    for index in range(150):
+        rng = np.random.default_rng(index)
+        style = sample_style(rng)
+        timeline = plan_timeline(style, float(rng.uniform(8, 14)), rng)
+        cuts = [t.time_s for t in plan_transitions(style, timeline, 24, rng)]
+        if len(cuts) >= 2:
+            ratios.append(choose_tempo(cuts, style.tags).bpm / style.tempo_bpm)
+    ratios = np.array(ratios)
+    assert len(ratios) > 60
+    assert np.mean(np.abs(ratios - 1) < 0.05) > 0.75
