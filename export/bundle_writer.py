@@ -526,6 +526,9 @@ def _end_to_end_inputs(config: VemConfig, feeds: dict[str, np.ndarray]) -> dict[
     torch_inputs["aligner_features"] = torch.from_numpy(video)
     numpy_inputs = {name: feeds[name] for name in names}
     numpy_inputs["video_aligner_features"] = video
+    if "beat_grid" in feeds:  # a beat-grid model: the same tempo pulses for both
+        torch_inputs["beat_grid"] = torch.from_numpy(feeds["beat_grid"])
+        numpy_inputs["beat_grid"] = feeds["beat_grid"]
     return {"torch": torch_inputs, "numpy": numpy_inputs}
 
 
@@ -538,7 +541,8 @@ def onnx_generate(folder: str | os.PathLike, manifest: Manifest, inputs: dict[st
     the final latent first, with ``return_latent``).
 
     ``inputs``: caption, tags, story_text, story_visual, story_start_s, story_duration_s (as the
-    denoiser takes them) and video_aligner_features [B, T_video, D_a] at the video frame rate."""
+    denoiser takes them) and video_aligner_features [B, T_video, D_a] at the video frame rate
+    (and beat_grid [B, frames] for a ``UNetConfig.beat_grid`` model)."""
     import torch
 
     from vem.runtime.sampler import NoiseSchedule, guided_eps, make_sampler
@@ -562,6 +566,8 @@ def onnx_generate(folder: str | os.PathLike, manifest: Manifest, inputs: dict[st
     static = {name: inputs[name] for name in ("caption", "tags", "story_text", "story_visual",
                                                 "story_start_s", "story_duration_s")}
     static.update(storyboard_mask=mask, aligner_features=features)
+    if "beat_grid" in inputs:  # [B, frames] tempo pulses, for a beat-grid denoiser
+        static["beat_grid"] = inputs["beat_grid"]
     # Both guidance branches as one batch of 2B: [conditional x B, null x B] (`vem.runtime.guidance`).
     static = {name: np.concatenate([value, value]).astype(np.float32) for name, value in static.items()}
     static["branch"] = np.repeat(np.array([1.0, 0.0], dtype=np.float32), batch)

@@ -31,6 +31,7 @@ from torch import nn
 from vem.model.vem import VeM
 from vem.runtime.bundle import TensorSpec
 from vem.runtime.config import VemConfig
+from vem.runtime.tempo import beat_grid, beat_times
 
 
 def _frames_to_nchw(frames: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -83,7 +84,8 @@ class BranchDenoiser(nn.Module):
     `vem.model.pipeline.generate`). The condition tokens (Eq. 6) are built in the graph from the
     raw embeddings and seconds. The runtime applies guidance, eps_u + g (eps_c - eps_u)
     (`vem.runtime.guidance`): on a GPU both branches go as one batch of two, on a multi-core CPU
-    as two concurrent calls."""
+    as two concurrent calls. A ``UNetConfig.beat_grid`` model's graph has one more input after
+    ``branch``: ``beat_grid`` [B, frames], the tempo pulses (`vem.runtime.tempo.beat_grid`)."""
 
     def __init__(self, model: VeM):
         super().__init__()
@@ -105,6 +107,7 @@ class BranchDenoiser(nn.Module):
         storyboard_mask: torch.Tensor,
         aligner_features: torch.Tensor,
         branch: torch.Tensor,
+        beat_grid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         tokens = self.condition(caption, tags, story_text, story_visual, story_start_s, story_duration_s)
         # Exactly the conditional or the null tokens for branch 1 or 0 (0 * finite = 0).
@@ -114,7 +117,7 @@ class BranchDenoiser(nn.Module):
         # with guide_rhythm, else at rhythm_gain too.
         on = branch.to(latent.dtype) if self.guide_rhythm else torch.ones_like(branch, dtype=latent.dtype)
         return self.unet(latent, timestep, tokens, storyboard_mask, self.condition.global_tokens(tokens),
-                         aligner_features, on * self.rhythm_gain)
+                         aligner_features, on * self.rhythm_gain, beat_grid)
 
 
 # The denoiser's condition inputs, in graph order (between timestep and branch).
@@ -125,12 +128,12 @@ DENOISER_CONDITIONS = ("caption", "tags", "story_text", "story_visual", "story_s
 def guided_step_torch(denoiser: BranchDenoiser, latent: torch.Tensor, timestep: torch.Tensor,
                       static: dict[str, torch.Tensor], guidance: float) -> torch.Tensor:
     """The guided eps the runtime makes from the two branches (`vem.runtime.guidance`), in torch:
-    the reference the tests hold the graph module to."""
+    the reference the tests hold the graph module to. ``static`` may hold ``beat_grid`` too."""
     batch = latent.shape[0]
     both = {name: torch.cat([value, value]) for name, value in static.items()}
     branch = torch.cat([torch.ones(batch), torch.zeros(batch)]).to(latent.dtype)
     eps = denoiser(torch.cat([latent, latent]), torch.cat([timestep, timestep]), *(both[n] for n in DENOISER_CONDITIONS),
-                   branch)
+                   branch, both.get("beat_grid"))
     eps_cond, eps_uncond = eps.chunk(2, dim=0)
     return eps_uncond + guidance * (eps_cond - eps_uncond)
 
@@ -254,6 +257,10 @@ def _denoiser_inputs(config: VemConfig, size: Size, rng: np.random.Generator) ->
         "aligner_features": np.abs(rng.standard_normal((b, frames, config.aligner.feature_dim))).astype(np.float32),
         # Both branches when the batch has room: [1, 0, 1, ...].
         "branch": (np.arange(b) % 2 == 0).astype(np.float32),
+        **({"beat_grid": np.stack([beat_grid(beat_times(float(rng.uniform(70, 170)), float(rng.uniform(0, 1)),
+                                                        frames / config.latent_frames_per_second),
+                                             frames, config.latent_frames_per_second) for _ in range(b)])}
+           if config.unet.beat_grid else {}),
     }
 
 
@@ -305,6 +312,7 @@ def component_specs(config: VemConfig) -> dict[str, ComponentSpec]:
                 TensorSpec("storyboard_mask", f32, ["batch", "frames", "storyboards"]),
                 TensorSpec("aligner_features", f32, ["batch", "frames", d_a]),
                 TensorSpec("branch", f32, ["batch"]),
+                *([TensorSpec("beat_grid", f32, ["batch", "frames"])] if config.unet.beat_grid else []),
             ],
             [TensorSpec("eps", f32, ["batch", c, "frames", f])],
             _denoiser_inputs,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vem.runtime.config import VemConfig
+from vem.runtime.tempo import beat_grid, choose_tempo
 
 # Flat-ish shots, far apart in colour, each with a gradient and a moving square.
 _SHOT_COLOURS = ((200, 60, 40), (40, 170, 80), (50, 70, 210), (220, 200, 60), (170, 60, 190))
@@ -105,4 +106,11 @@ def real_denoiser_feeds(config: VemConfig, frame_embeddings: np.ndarray, seconds
         "aligner_features": resample_to_latent(video_features, frames, config.video.fps,
                                                config.latent_frames_per_second).astype(np.float32),
         "branch": np.array([1.0], dtype=np.float32),  # the conditional branch
+        # A tempo grid through the storyboard cuts, as `vem.runtime.tempo` chooses one.
+        **({"beat_grid": _grid(cuts, seconds, frames, config)[None]} if config.unet.beat_grid else {}),
     }
+
+
+def _grid(cuts: np.ndarray, seconds: float, frames: int, config: VemConfig) -> np.ndarray:
+    choice = choose_tempo(cuts, ("moderate",))
+    return beat_grid(choice.beats(seconds), frames, config.latent_frames_per_second)

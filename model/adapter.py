@@ -36,6 +36,22 @@ class TBAdapter(nn.Module):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
 
+    @torch.no_grad()
+    def add_inputs(self, count: int = 1) -> None:
+        """Widen both convolutions by ``count`` input channels with zero weights: the adapter
+        computes exactly what it did, and the new channels (the beat grid) start unheard. Done
+        after construction (`TUNet` builds a beat-grid model's adapters this way too) so that the
+        seeded random initial weights of the rest of the model do not depend on the width."""
+        for name in ("to_gamma", "to_beta"):
+            old = getattr(self, name)
+            # skip_init: no random draws (every weight is set below)
+            new = torch.nn.utils.skip_init(nn.Conv1d, old.in_channels + count, old.out_channels, old.kernel_size[0],
+                                           padding=old.padding[0], device=old.weight.device, dtype=old.weight.dtype)
+            new.weight.zero_()
+            new.weight[:, : old.in_channels] = old.weight
+            new.bias.copy_(old.bias)
+            setattr(self, name, new)
+
     def forward(self, z: torch.Tensor, level_features: torch.Tensor,
                 scale: torch.Tensor | None = None) -> torch.Tensor:
         """z [B, C, T, F]; level_features [B, D, T] (this block's time resolution); ``scale`` [B]

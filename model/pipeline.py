@@ -54,6 +54,7 @@ def generate(
     guidance: float | None = None,
     seed: int = 0,
     sampler: str | None = None,
+    beat_grid: torch.Tensor | None = None,
 ) -> Generation:
     """Generate ``seconds`` of music for a batch of parsed videos.
 
@@ -62,6 +63,8 @@ def generate(
     [B, T_video, feature_dim] at the video frame rate, or None for no rhythm path. ``steps``,
     ``guidance`` and ``sampler`` default to ``config.diffusion``; ``seed`` fixes the initial
     noise, so the result is deterministic for a given seed (both samplers are deterministic).
+    ``beat_grid`` [B, T_latent] (`vem.runtime.tempo.beat_grid`, latent frame rate): the tempo
+    pulses a ``UNetConfig.beat_grid`` model's adapters read beside the aligner features.
     """
     config = model.config
     if seconds <= 0:
@@ -88,6 +91,9 @@ def generate(
             aligner_features, frames, video_fps=config.video.fps, latent_fps=config.latent_frames_per_second
         )
         all_features = torch.cat([latent_features, latent_features], dim=0).to(dtype)
+    all_grid = None
+    if beat_grid is not None:
+        all_grid = torch.cat([beat_grid, beat_grid], dim=0).to(device=device, dtype=dtype)
 
     schedule = NoiseSchedule.from_config(config.diffusion)
     solver = make_sampler(sampler_name, schedule, steps)
@@ -100,7 +106,7 @@ def generate(
     for index, t in enumerate(solver.timesteps):
         timestep = torch.full((2 * batch,), int(t), dtype=torch.int64, device=device)
         eps = model.unet(torch.cat([z, z], dim=0), timestep, all_tokens, all_mask, all_global, all_features,
-                         adapter_scale)
+                         adapter_scale, all_grid)
         eps_cond, eps_uncond = eps.chunk(2, dim=0)
         z = solver.step(guided_eps(eps_cond, eps_uncond, guidance), index, z)
 

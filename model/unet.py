@@ -218,7 +218,9 @@ class TUNet(nn.Module):
                 f"(one 2x down-sample per T-UNet level)"
             )
         emb_dim = ucfg.model_channels * 4
-        feature_dim = config.aligner.feature_dim
+        self.beat_grid = ucfg.beat_grid
+        # What the TB adapters read per latent frame: the aligner features, plus the beat grid.
+        self.rhythm_dim = config.aligner.feature_dim + (1 if ucfg.beat_grid else 0)
 
         def transformer(channels: int) -> SpatialTransformer:
             return SpatialTransformer(
@@ -238,7 +240,9 @@ class TUNet(nn.Module):
                 res = ResBlock(channels, emb_dim, out_channels)
                 channels = out_channels
                 attn = transformer(channels) if factor in ucfg.attention_downsample else None
-                adapter = TBAdapter(feature_dim, channels) if ucfg.use_adapter else None
+                adapter = TBAdapter(config.aligner.feature_dim, channels) if ucfg.use_adapter else None
+                if adapter is not None and ucfg.beat_grid:
+                    adapter.add_inputs(1)
                 self.input_blocks.append(EncoderBlock(res, attn, adapter, factor))
                 skip_channels.append(channels)
             if level != num_levels - 1:
@@ -284,6 +288,7 @@ class TUNet(nn.Module):
         global_tokens: torch.Tensor,
         aligner_features: torch.Tensor | None = None,
         adapter_scale: torch.Tensor | None = None,
+        beat_grid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the noise (Eq. 5's eps_theta).
 
@@ -293,9 +298,11 @@ class TUNet(nn.Module):
         None; global_tokens [B, 2, context_dim]; aligner_features [B, T, feature_dim] at the
         latent frame rate (`resample_to_latent`) or None (no rhythm path); adapter_scale [B] or
         None: per-sample weight of the TB adapters (0 = that sample without the rhythm path, used
-        for the null branch of guidance, `vem.model.pipeline.guidance_adapter_scale`).
+        for the null branch of guidance, `vem.model.pipeline.guidance_adapter_scale`); beat_grid
+        [B, T] (`vem.runtime.tempo.beat_grid`), read by the adapters beside the aligner features
+        when ``UNetConfig.beat_grid`` (None there = no pulses), ignored otherwise.
         """
-        self._check_inputs(z, timestep, tokens, storyboard_mask, global_tokens, aligner_features)
+        self._check_inputs(z, timestep, tokens, storyboard_mask, global_tokens, aligner_features, beat_grid)
         if timestep.dim() == 0:
             timestep = timestep.reshape(1).expand(z.shape[0])
         emb = self.time_embed(timestep_embedding(timestep, self.model_channels).to(z.dtype))
@@ -306,6 +313,9 @@ class TUNet(nn.Module):
             level_masks[factor] = resize_storyboard_mask(storyboard_mask, factor) if use else None
         level_features: dict[int, torch.Tensor] = {}
         if aligner_features is not None:
+            if self.beat_grid:
+                pulses = beat_grid if beat_grid is not None else aligner_features.new_zeros(aligner_features.shape[:2])
+                aligner_features = torch.cat([aligner_features, pulses.to(aligner_features.dtype).unsqueeze(-1)], dim=-1)
             for factor in self.adapter_factors:
                 level_features[factor] = resize_features(aligner_features, factor).to(z.dtype)
 
@@ -338,7 +348,8 @@ class TUNet(nn.Module):
         """Every SG-CAtt module with its qualified name (for tests, hooks and summaries)."""
         return [(name, m) for name, m in self.named_modules() if isinstance(m, SGCrossAttention)]
 
-    def _check_inputs(self, z, timestep, tokens, storyboard_mask, global_tokens, aligner_features) -> None:
+    def _check_inputs(self, z, timestep, tokens, storyboard_mask, global_tokens, aligner_features,
+                      beat_grid=None) -> None:
         if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
             return
         if z.dim() != 4 or z.shape[1] != self.latent_channels or z.shape[3] != self.latent_mel_bins:
@@ -371,3 +382,5 @@ class TUNet(nn.Module):
                     f"aligner_features must be [B, T, D] = {expected} (latent frame rate; see "
                     f"resample_to_latent), got {tuple(aligner_features.shape)}"
                 )
+        if beat_grid is not None and tuple(beat_grid.shape) != (batch, frames):
+            raise ValueError(f"beat_grid must be [B, T] = {(batch, frames)}, got {tuple(beat_grid.shape)}")

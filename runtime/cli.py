@@ -29,6 +29,9 @@ def build_run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     parser.add_argument("--tags", help="comma-separated style tags instead of those predicted from the video")
     parser.add_argument("--caption", help="a global caption for the video")
+    parser.add_argument("--bpm", type=float,
+                        help="tempo of the music in beats per minute (default: chosen from the video's cuts and pace "
+                             "tag, so that the cuts fall on beats; bundles with a beat-grid model only)")
     parser.add_argument("--parse", metavar="JSON", help="use this three-level parse instead of parsing the video")
     parser.add_argument("--write-parse", metavar="JSON", help="write the parse used, for editing and re-running")
     parser.add_argument("--report", metavar="JSON", help="write a JSON report (parse, timings, TBIoU)")

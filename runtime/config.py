@@ -77,6 +77,9 @@ class UNetConfig:
     use_adapter: bool = True
     # Whether SG-CAtt masks by storyboard time (Eq. 7); False gives plain cross-attention.
     use_storyboard_mask: bool = True
+    # Whether the TB adapters also read a beat grid: one channel beside the aligner features with
+    # a pulse per beat of the chosen tempo (`vem.runtime.tempo`). False in checkpoints made before.
+    beat_grid: bool = False
 
     @property
     def time_multiple(self) -> int:
@@ -268,6 +271,9 @@ def demo_config() -> VemConfig:
             head_channels=24,
             transformer_depth=1,
             context_dim=128,
+            # The runtime's chosen tempo as an adapter channel (vem.runtime.tempo): without it the
+            # demo model picked its own tempo, unrelated to the video's (model card).
+            beat_grid=True,
         ),
         condition=ConditionConfig(
             text_dim=128, visual_dim=128, timing_dim=64, timing_frequencies=16

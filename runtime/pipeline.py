@@ -57,6 +57,7 @@ from .parse_schema import (
 from .sampler import NoiseSchedule, make_sampler
 from .storyboard import Span, frame_storyboard_index, resample_to_latent, segment_storyboards, storyboard_mask
 from .tags import TAG_VOCABULARY, normalise_tags, unknown_tags
+from .tempo import MAX_BPM, MIN_BPM, TempoChoice, beat_grid, choose_tempo
 from .text import HashedTextEncoder
 from .transitions import TransitionDetector, cut_indicator, detect_cuts
 from .video import decode_frames, probe
@@ -68,6 +69,7 @@ VISUAL_CHUNK_FRAMES = 256
 FADE_IN_S, FADE_OUT_S = 0.05, 1.0
 # A generous guard against a wrong file: beyond this the user must cut the video first.
 MAX_VIDEO_SECONDS = 60 * 60.0
+TEMPO_INPUT = "beat_grid"  # the denoiser input of a beat-grid bundle (`vem.runtime.tempo`)
 
 
 def _manifest_sha256(bundle: Bundle) -> str | None:
@@ -192,6 +194,7 @@ class Pipeline:
         sampler: str | None = None,
         progress: Callable[[int, int], None] | bool | None = None,
         max_video_seconds: float = MAX_VIDEO_SECONDS,
+        bpm: float | None = None,
     ) -> Generation:
         timer = StageTimer()
         started = time.perf_counter()
@@ -201,6 +204,11 @@ class Pipeline:
         guidance = float(self.bundle.manifest.sampler["guidance"] if guidance is None else guidance)
         if steps < 1:
             raise UsageError(f"--steps must be >= 1, got {steps}")
+        if bpm is not None and not (math.isfinite(bpm) and MIN_BPM <= bpm <= MAX_BPM):
+            raise UsageError(f"--bpm must be between {MIN_BPM:g} and {MAX_BPM:g}, got {bpm:g}")
+        if bpm is not None and TEMPO_INPUT not in self.runners["denoiser"].input_names:
+            raise UsageError("--bpm needs a bundle whose model takes a beat grid; this one chooses its own tempo",
+                             hint="re-export the bundle from a beat-grid checkpoint (vem-train --beat-grid)")
         user_tags = None
         if tags is not None:
             user_tags = normalise_tags(tags)
@@ -241,11 +249,18 @@ class Pipeline:
                     np.asarray(video_parse.frame.transitions_s), len(features.frame_times_s), config.video.fps
                 ).astype(np.float32)
 
+            # One tempo for the whole video (every window's grid is a slice of it), from the
+            # parse's cuts and pace word, or the user's --bpm. Bundles whose denoiser has no
+            # beat-grid input choose their own tempo, as before.
+            tempo = None
+            if TEMPO_INPUT in self.runners["denoiser"].input_names:
+                tempo = choose_tempo(video_parse.frame.transitions_s, video_parse.global_.tags, bpm)
+
         windows = self._windows(duration)
         pieces: list[np.ndarray] = []
         for index, (start_s, end_s) in enumerate(windows):
             with timer("condition"):
-                inputs = self._condition(features, video_parse, start_s, end_s)
+                inputs = self._condition(features, video_parse, start_s, end_s, tempo)
             with timer("diffuse"):
                 latent = self._diffuse(inputs, steps, guidance, seed + index, sampler_name, progress,
                                        label=f"window {index + 1}/{len(windows)}" if len(windows) > 1 else "")
@@ -289,7 +304,10 @@ class Pipeline:
             "steps": steps,
             "guidance": guidance,
             "sampler": sampler_name,
-            "overrides": {"tags": user_tags, "caption": caption},
+            "overrides": {"tags": user_tags, "caption": caption, "bpm": bpm},
+            # The tempo the model was asked for (None: a bundle without the beat-grid input).
+            "tempo": None if tempo is None else {"bpm": tempo.bpm, "anchor_s": round(tempo.anchor_s, 4),
+                                                 "source": tempo.source},
             "environment": _environment(),
             "warnings": list(decoded.warnings),
         }
@@ -370,7 +388,7 @@ class Pipeline:
         return [(i * hop, min(duration, i * hop + length)) for i in range(count)]
 
     def _condition(self, features: _VideoFeatures, video_parse: VideoParse, start_s: float,
-                   end_s: float) -> dict[str, np.ndarray]:
+                   end_s: float, tempo: TempoChoice | None = None) -> dict[str, np.ndarray]:
         config = self.config
         seconds = end_s - start_s
         frames = config.latent_frames(seconds)
@@ -407,7 +425,12 @@ class Pipeline:
             "transition_probs": features.transition_probabilities[in_window][None].astype(np.float32),
         })["features"]
         global_ = video_parse.global_
+        grid = {}
+        if tempo is not None:
+            grid[TEMPO_INPUT] = beat_grid(tempo.beats(end_s), frames, config.latent_frames_per_second,
+                                          start_s=start_s)[None]
         return {
+            **grid,
             "caption": self.text_encoder.encode(global_.caption)[None],
             "tags": self.text_encoder.encode_tags(global_.tags)[None],
             "story_text": self.text_encoder.encode_batch([s[2].description for s in spans])[None],

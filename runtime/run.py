@@ -139,6 +139,7 @@ def run_one(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, pa
     result = pipeline.generate(
         video, parse=parse, tags=args.tags, caption=args.caption, steps=args.steps, guidance=args.guidance,
         seed=args.seed, progress=not args.quiet and sys.stderr.isatty(), max_video_seconds=limit,
+        bpm=args.bpm,
     )
     report = result.report
     report["parse"]["source_file"] = parse_source

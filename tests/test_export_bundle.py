@@ -24,6 +24,7 @@ from vem.export.cli import main as export_main
 from vem.runtime.bundle import load_bundle
 from vem.runtime.config import get_config
 from vem.runtime.tags import TAG_VOCABULARY
+from vem.runtime.tempo import beat_grid, beat_times
 from vem.runtime.text import HashedTextEncoder
 
 MAX_SECONDS = 8.0
@@ -52,7 +53,7 @@ def test_bundle_validates_and_lists_every_component_at_both_precisions(exported)
     denoiser = next(c for c in data["components"] if c["name"] == "denoiser" and c["precision"] == "fp32")
     assert [i["name"] for i in denoiser["inputs"]] == [
         "latent", "timestep", "caption", "tags", "story_text", "story_visual", "story_start_s",
-        "story_duration_s", "storyboard_mask", "aligner_features", "branch"]
+        "story_duration_s", "storyboard_mask", "aligner_features", "branch", "beat_grid"]
     assert denoiser["inputs"][8]["shape"] == ["batch", "frames", "storyboards"]
     # fp16 entries are half the size of fp32 (within 10 %)
     sizes = {(c.name, c.precision): c.bytes for c in manifest.components}
@@ -163,6 +164,9 @@ def test_onnx_generation_depends_on_the_seed_and_conditions(exported):
         "story_start_s": np.array([[0.0, 1.0]], np.float32), "story_duration_s": np.array([[1.0, 1.0]], np.float32),
         "video_aligner_features": np.abs(rng.standard_normal((1, 32, config.aligner.feature_dim))).astype(np.float32),
     }
+    if config.unet.beat_grid:  # the demo config's denoiser reads a tempo grid too
+        inputs["beat_grid"] = beat_grid(beat_times(120.0, 0.25, 2.0), config.latent_frames(2.0),
+                                        config.latent_frames_per_second)[None]
     za, a = onnx_generate(exported.folder, manifest, inputs, 2.0, steps=2, seed=0, precision="fp32", return_latent=True)
     zb, b = onnx_generate(exported.folder, manifest, inputs, 2.0, steps=2, seed=1, precision="fp32", return_latent=True)
     inputs["story_visual"] = -inputs["story_visual"]

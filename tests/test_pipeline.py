@@ -141,3 +141,24 @@ def test_long_video_is_generated_in_windows_joined_on_a_beat(pipeline, tmp_path)
         assert end - start == pytest.approx(4.0, abs=1e-6)  # every overlap is 4 s
     assert len(result.waveform) == pytest.approx(19.0 * result.sample_rate, abs=result.sample_rate * 0.05)
     assert np.isfinite(result.waveform).all()
+
+
+def test_tempo_comes_from_the_cuts_or_the_user_and_is_reported(pipeline, clip, demo_bundle, tmp_path, capsys):
+    """A beat-grid bundle (the demo config's) is told a tempo: by default the one whose grid puts
+    the clip's cuts (every 1.25 s) on beats, or the user's --bpm; the report records it."""
+    chosen = pipeline.generate(clip.path, steps=2, seed=3)
+    tempo = chosen.report["tempo"]
+    assert tempo["source"] == "cuts" and 70 <= tempo["bpm"] <= 170
+    period = 60.0 / tempo["bpm"]
+    cuts = np.array(chosen.report["parse"]["transitions_s"])
+    assert len(cuts) >= 2
+    on_grid = np.abs((cuts - tempo["anchor_s"]) / period - np.rint((cuts - tempo["anchor_s"]) / period)) * period
+    assert np.all(on_grid < 0.07)
+    given = pipeline.generate(clip.path, steps=2, seed=3, bpm=97.0)
+    assert given.report["tempo"]["bpm"] == 97.0 and given.report["tempo"]["source"] == "user"
+    assert given.report["overrides"]["bpm"] == 97.0
+    assert not np.array_equal(given.waveform, chosen.waveform)  # the grid reaches the music
+    assert vem_run([str(clip.path), "--bundle", str(demo_bundle), "--bpm", "5", "-q",
+                    "-o", str(tmp_path / "x.wav")]) == EXIT_USAGE
+    assert "--bpm must be between" in capsys.readouterr().err
+    assert not (tmp_path / "x.wav").exists()

@@ -56,7 +56,7 @@ def test_report_records_everything_to_reproduce_the_run(demo_bundle, clip, tmp_p
     assert (report["precision"], report["backend"], report["seed"], report["steps"], report["guidance"]) == \
         ("fp32", "onnxruntime", 5, 2, 2.5)
     assert report["sampler"] == json.loads(manifest.read_text())["sampler"]["name"]
-    assert report["overrides"] == {"tags": ["dark", "synth"], "caption": "night drive"}
+    assert report["overrides"] == {"tags": ["dark", "synth"], "caption": "night drive", "bpm": None}
     assert report["parse"]["source"] == "user"
     assert report["parse"]["source_file"] == {"file": parse_path,
                                               "sha256": hashlib.sha256(Path(parse_path).read_bytes()).hexdigest()}

@@ -492,3 +492,56 @@ def test_fresh_diffusion_keeps_phase_one_and_plain_cross_attention_is_recorded(t
     with pytest.raises(ValueError, match="start a run"):
         open_run(tmp_path / "plain", get_config("demo"), resume=True, init=init, fresh_diffusion=True)
     assert open_run(tmp_path / "plain", get_config("demo"), resume=True)[0].unet.use_storyboard_mask is False
+
+
+def test_beat_grid_channel_widens_old_weights_exactly_and_trains_on_the_reference_beats(tiny, tmp_path):
+    """`vem-train --beat-grid --init OLD`: the widened model computes what OLD did (the new
+    channel starts at zero weight), the flag survives a ship and a reload, and the adapter
+    phase's batches carry the clip's beats as one unit pulse per beat inside the crop."""
+    import dataclasses
+
+    from vem.model import VeM, load_checkpoint, save_checkpoint
+    from vem.model.testing import randomize_zero_init_
+    from vem.runtime.config import demo_config
+
+    old_config = demo_config()
+    old_config.unet.beat_grid = False
+    torch.manual_seed(3)
+    source = randomize_zero_init_(VeM(old_config), seed=3)  # adapters that do something
+    save_checkpoint(source, tmp_path / "old.safetensors")
+    model, state = open_run(tmp_path / "grid", demo_config(), resume=False, init=tmp_path / "old.safetensors",
+                            beat_grid=True)
+    assert state.config.unet.beat_grid and model.unet.rhythm_dim == old_config.aligner.feature_dim + 1
+    assert json.loads((tmp_path / "grid" / "init.json").read_text())["beat_grid"] is True
+    cfg = model.config
+    frames, g = 16, torch.Generator().manual_seed(0)
+    z = torch.randn(1, cfg.vae.latent_channels, frames, cfg.latent_mel_bins, generator=g)
+    tokens = torch.randn(1, 12, cfg.unet.context_dim, generator=g)
+    mask = torch.ones(1, frames, 2)
+    features = torch.rand(1, frames, cfg.aligner.feature_dim, generator=g)
+    grid = torch.zeros(1, frames)
+    grid[0, ::4] = 1.0
+    with torch.no_grad():
+        before = source.eval().unet(z, torch.tensor([500]), tokens, mask, tokens[:, :2], features)
+        after = model.eval().unet(z, torch.tensor([500]), tokens, mask, tokens[:, :2], features, None, grid)
+    torch.testing.assert_close(after, before, rtol=0, atol=2e-3)  # fp32 source vs its fp32 reload
+    save_checkpoint(model, tmp_path / "grid.safetensors")
+    assert load_checkpoint(tmp_path / "grid.safetensors").config.unet.beat_grid is True
+
+    phase = make_phase("adapter", tiny["clips"], model, PhaseSettings(lr=1e-3, batch=2, minutes=1, max_steps=1))
+    phase.prepare(model)
+    batch = phase.sample_batch(np.random.default_rng(0))
+    assert batch["beat_grid"].shape == batch["latent"].shape[0:1] + batch["latent"].shape[2:3]
+    assert torch.isfinite(phase.loss(model, batch)[0])
+    cond = phase.conditions[0]
+    length = cond.latent.shape[1] // 4 * 4
+    fps = cfg.latent_frames_per_second
+    from vem.runtime.tempo import beat_grid
+
+    pulses = beat_grid(cond.beats_s, length, fps)
+    inside = np.sum((cond.beats_s * fps - 0.5 > 0) & (cond.beats_s * fps - 0.5 < length - 1))
+    assert inside > 3 and pulses.sum() == pytest.approx(inside, abs=1.0)  # the two edge beats may be cut
+    # A file prepared before the beat grid (no beat times) is refused with a clear message.
+    phase.conditions = [dataclasses.replace(c, beats_s=None) for c in phase.conditions]
+    with pytest.raises(ValueError, match="beat times"):
+        phase.sample_batch(np.random.default_rng(0))

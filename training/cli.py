@@ -97,6 +97,10 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plain-cross-attention", action="store_true",
                         help="train SG-CAtt without its storyboard mask (every latent frame attends to every "
                              "storyboard): the paper's 'without SG-CAtt' ablation; recorded in the checkpoint's config")
+    parser.add_argument("--beat-grid", action="store_true",
+                        help="give the TB adapters a beat-grid channel (one pulse per beat: the reference music's in "
+                             "training, the chosen tempo's at run time; vem.runtime.tempo); with --init from weights "
+                             "without it, the channel starts at zero weight, then train the adapter phase")
     parser.add_argument("--clips", type=int, default=None, help="use only the first N clips of --data")
     parser.add_argument("--minutes", default="", help="time budget per phase, e.g. vae=5,diffusion=12")
     parser.add_argument("--steps", default="", help="step limit per phase, e.g. vae=500")
@@ -178,7 +182,8 @@ def train_main(argv: list[str] | None = None) -> int:
         else:
             clips = load_cache(cache)
         model, state = open_run(out, config, resume=args.resume, seed=args.seed, init=args.init,
-                                fresh_diffusion=args.fresh_diffusion, plain_cross_attention=args.plain_cross_attention)
+                                fresh_diffusion=args.fresh_diffusion, plain_cross_attention=args.plain_cross_attention,
+                                beat_grid=args.beat_grid)
     except ValueError as exc:
         print(f"vem-train: {exc}", file=sys.stderr)
         return 2

@@ -44,6 +44,7 @@ from vem.model import generate, load_checkpoint
 from vem.runtime.beats import track_beats
 from vem.runtime.mel import log_mel, mel_distance
 from vem.runtime.metrics import HIT_TOLERANCE_S, biou, chance_hit_rate, hit_rate, tbiou
+from vem.runtime.tempo import beat_grid, choose_tempo
 from vem.runtime.transitions import transition_frames
 
 from .data import Clip, load_cache
@@ -131,19 +132,42 @@ def aligner_hit_rate(model, clip: Clip, threshold: float = 0.5) -> float:
     return hit_rate(clip.cuts_s, peaks / model.config.video.fps) if len(peaks) else 0.0
 
 
+def clip_tempo(model, clip: Clip, tempo: str = "runtime", words=None) -> tuple[float, np.ndarray]:
+    """The tempo (BPM) and beat times a beat-grid model is given for ``clip``: ``runtime`` =
+    `vem.runtime.tempo.choose_tempo` from the clip's cuts and the style head's predicted tags (as
+    `vem-run` chooses it), ``reference`` = the reference music's own beats (an oracle, to show
+    what the model does when told the right tempo)."""
+    if tempo == "reference":
+        beats = np.asarray(clip.beats_s, dtype=np.float64)
+        period = float(np.median(np.diff(beats))) if len(beats) > 1 else math.nan
+        return 60.0 / period, beats
+    if tempo != "runtime":
+        raise ValueError(f"tempo must be 'runtime' or 'reference', got {tempo!r}")
+    words = words or runtime_text(model, clip, clip.story_start_s, clip.story_duration_s)
+    choice = choose_tempo(clip.cuts_s, words.tags)
+    return choice.bpm, choice.beats(clip.duration_s)
+
+
 @torch.no_grad()
 def generate_for_clip(model, clip: Clip, variant: str, steps: int | None, guidance: float | None, seed: int,
-                      text: str = "runtime") -> np.ndarray:
+                      text: str = "runtime", tempo: str = "runtime") -> tuple[np.ndarray, float]:
+    """The variant's music for ``clip`` and the tempo (BPM) it was asked for (NaN for a model
+    without the beat grid)."""
     if variant not in MODEL_VARIANTS:
         raise ValueError(f"not a model variant: {variant!r}")
+    words = runtime_text(model, clip, clip.story_start_s, clip.story_duration_s)
     if text == "runtime":
-        words = runtime_text(model, clip, clip.story_start_s, clip.story_duration_s)
         caption, tags, story_text = words.caption_emb, words.tags_emb, words.story_text
     else:
         caption, tags, story_text = clip.caption, clip.tags_emb, clip.story_text
     features = None
     if variant != "no_tb_adapter":
         features, _ = model.aligner(aligner_input(clip.aligner, clip.trans_prob))
+    grid, bpm = None, math.nan
+    if model.config.unet.beat_grid:
+        bpm, beats = clip_tempo(model, clip, tempo, words)
+        frames = model.config.latent_frames(clip.duration_s)
+        grid = torch.from_numpy(beat_grid(beats, frames, model.config.latent_frames_per_second))[None]
     saved = model.unet.use_storyboard_mask
     model.unet.use_storyboard_mask = saved and variant != "no_sg_catt"
     try:
@@ -160,16 +184,18 @@ def generate_for_clip(model, clip: Clip, variant: str, steps: int | None, guidan
             steps=steps,
             guidance=guidance,
             seed=seed,
+            beat_grid=grid,
         )
     finally:
         model.unet.use_storyboard_mask = saved
-    return out.waveform[0].float().numpy()
+    return out.waveform[0].float().numpy(), bpm
 
 
 def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | None = None,
              guidance: float | None = None, variants: tuple[str, ...] = ALL_VARIANTS, seed: int = 0,
              text: str = "runtime", png_dir: str | None = None, png_clips: int = 2,
-             log=None, guide_rhythm: bool | None = None, rhythm_gain: float | None = None) -> dict:
+             log=None, guide_rhythm: bool | None = None, rhythm_gain: float | None = None,
+             tempo: str = "runtime") -> dict:
     """Score ``variants`` on the first ``count`` clips of ``cache_dir``; returns rows and means."""
     from vem.runtime.plot import write_spectrogram_png
 
@@ -200,7 +226,7 @@ def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | Non
                 wave = reconstruct(model, clip)
                 beats = track_beats(wave, rate)
             else:
-                wave = generate_for_clip(model, clip, variant, steps, guidance, seed, text)
+                wave, asked_bpm = generate_for_clip(model, clip, variant, steps, guidance, seed, text, tempo)
                 beats = track_beats(wave, rate)
                 if png_dir is not None and i < png_clips and variant == "full":
                     Path(png_dir).mkdir(parents=True, exist_ok=True)
@@ -209,6 +235,11 @@ def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | Non
                    **score(wave, beats, clip, ref_wave, ref_beats, rate)}
             if variant == "reconstruction":
                 row["aligner_hit70"] = aligner_hit_rate(model, clip)
+            if variant in MODEL_VARIANTS and model.config.unet.beat_grid:
+                # The tempo the model was asked for against the reference music's (from its
+                # annotated beats), so the tempo choice's accuracy can be read off the rows.
+                row["asked_bpm"] = round(float(asked_bpm), 2)
+                row["reference_bpm"] = round(float(clip_tempo(model, clip, "reference")[0]), 2)
             rows.append(row)
             if log is not None:
                 print(json.dumps(row), file=log, flush=True)
@@ -217,6 +248,7 @@ def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | Non
         "steps": steps or model.config.diffusion.steps,
         "guidance": guidance if guidance is not None else model.config.diffusion.guidance,
         "seed": seed, "text": text, "beat_tracker": "librosa",
+        "tempo": tempo if model.config.unet.beat_grid else None,
         "guide_rhythm": bool(model.config.diffusion.guide_rhythm),
         "rhythm_gain": float(model.config.diffusion.rhythm_gain),
         "summary": summarise(rows, variants), "rows": rows,
@@ -380,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated rows (default: all of {','.join(ALL_VARIANTS)})")
     parser.add_argument("--text", choices=("runtime", "reference"), default="runtime",
                         help="wording of the text conditions (default: the runtime's)")
+    parser.add_argument("--tempo", choices=("runtime", "reference"), default="runtime",
+                        help="a beat-grid model's tempo: the one vem-run would choose from the cuts and the predicted "
+                             "tags (default), or the reference music's beats (an oracle)")
     parser.add_argument("--png-dir", default=None, help="write spectrogram PNGs of the full model's first clips here")
     parser.add_argument("--json", default=None, help="write the rows and the summary here")
     parser.add_argument("--markdown", default=None, help="write the table here")
@@ -444,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = evaluate(args.checkpoint, args.cache, args.count, args.steps, args.guidance, variants,
                               args.seed, args.text, args.png_dir, log=sys.stderr,
-                              guide_rhythm=False if args.no_guide_rhythm else None, rhythm_gain=args.rhythm_gain)
+                              guide_rhythm=False if args.no_guide_rhythm else None, rhythm_gain=args.rhythm_gain,
+                              tempo=args.tempo)
     except (ValueError, FileNotFoundError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2

@@ -92,7 +92,7 @@ def init_model(path: str | os.PathLike) -> VeM:
 
 def open_run(out_dir: str | os.PathLike, config: VemConfig, resume: bool, seed: int = 0,
              init: str | os.PathLike | None = None, fresh_diffusion: bool = False,
-             plain_cross_attention: bool = False) -> tuple[VeM, RunState]:
+             plain_cross_attention: bool = False, beat_grid: bool = False) -> tuple[VeM, RunState]:
     """A fresh model (refusing to overwrite an existing run unless ``resume``) or the saved one.
 
     ``init``: start the fresh run from these weights (and their config, latent scale included)
@@ -104,15 +104,18 @@ def open_run(out_dir: str | os.PathLike, config: VemConfig, resume: bool, seed: 
     ``plain_cross_attention``: SG-CAtt without its storyboard mask (`UNetConfig.use_storyboard_mask`
     False, recorded in the checkpoint's config): the paper's "without SG-CAtt" ablation trained
     as such. With ``init`` it needs ``fresh_diffusion``: weights trained with the mask are not
-    that ablation."""
+    that ablation.
+    ``beat_grid``: give the TB adapters the beat-grid channel (`UNetConfig.beat_grid`); from
+    ``init`` weights without it, each adapter's input weights are widened by one zero column,
+    so the new run starts as exactly the old model and the adapter phase teaches the channel."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / STATE_FILE
     if path.is_file():
         if not resume:
             raise ValueError(f"{out} already holds a run ({STATE_FILE}); pass --resume to continue it or pick another --out")
-        if fresh_diffusion or plain_cross_attention:
-            raise ValueError("--fresh-diffusion and --plain-cross-attention start a run; "
+        if fresh_diffusion or plain_cross_attention or beat_grid:
+            raise ValueError("--fresh-diffusion, --plain-cross-attention and --beat-grid start a run; "
                              "a resumed run keeps the weights and config it was started with")
         return load_state(path)
     if fresh_diffusion and init is None:
@@ -129,15 +132,34 @@ def open_run(out_dir: str | os.PathLike, config: VemConfig, resume: bool, seed: 
 
             # In place on the loaded config: it is the object the checkpoint and RunState record.
             model.config.unet.use_storyboard_mask = not plain_cross_attention
+            model.config.unet.beat_grid = beat_grid or model.config.unet.beat_grid
             model.unet = TUNet(model.config)
             model.condition = ConditionBuilder(model.config)
+        elif beat_grid and not model.config.unet.beat_grid:
+            add_beat_grid_channel(model)
         (out / "init.json").write_text(json.dumps({"init": str(init), "config": model.config.name,
                                                    "fresh_diffusion": fresh_diffusion,
-                                                   "plain_cross_attention": plain_cross_attention}))
+                                                   "plain_cross_attention": plain_cross_attention,
+                                                   "beat_grid": model.config.unet.beat_grid}))
         return model, RunState(config=model.config, seed=seed)
-    if plain_cross_attention:
-        config = dataclasses.replace(config, unet=dataclasses.replace(config.unet, use_storyboard_mask=False))
+    if plain_cross_attention or beat_grid:
+        config = dataclasses.replace(config, unet=dataclasses.replace(
+            config.unet, use_storyboard_mask=not plain_cross_attention, beat_grid=beat_grid or config.unet.beat_grid))
     return VeM(config), RunState(config=config, seed=seed)
+
+
+@torch.no_grad()
+def add_beat_grid_channel(model: VeM) -> None:
+    """Turn ``model`` into a beat-grid model (`UNetConfig.beat_grid`) that computes exactly what
+    it did: every TB adapter's two convolutions get one more input channel with zero weights."""
+    from vem.model.adapter import TBAdapter
+
+    model.config.unet.beat_grid = True  # the config object the checkpoint and RunState record
+    model.unet.beat_grid = True
+    model.unet.rhythm_dim += 1
+    for module in model.unet.modules():
+        if isinstance(module, TBAdapter):
+            module.add_inputs(1)
 
 
 def train_phase(

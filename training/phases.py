@@ -20,7 +20,9 @@ Phase 2 ``diffusion``: latent diffusion (epsilon MSE, Eq. 5) on random 4-6 s cro
                (`runtime_text`: caption, tags and storyboard descriptions from the predicted
                tags), half vem-synth's, so the model serves the runtime's sentences too.
 Phase 3 ``adapter``: the TB adapters (Eq. 10) with the frozen aligner's features, jointly with
-               the T-UNet at a tenth of the adapter's learning rate.
+               the T-UNet at a tenth of the adapter's learning rate. A ``UNetConfig.beat_grid``
+               model's adapters also read the reference music's beats as a pulse channel
+               (`vem.runtime.tempo.beat_grid`); at run time the pulses are the chosen tempo's.
 
 Every phase offers ``prepare(model, clips)`` (one-off precomputation), ``parameters(model)``
 (what trains), ``sample_batch(rng)`` and ``loss(model, batch) -> (loss, parts)``.
@@ -42,6 +44,7 @@ from vem.model.attention import storyboard_mask
 from vem.model.visual import pool_storyboards
 from vem.runtime.sampler import NoiseSchedule
 from vem.runtime.storyboard import Span, frame_storyboard_index
+from vem.runtime.tempo import beat_grid
 
 from .data import Clip
 from .mel import TorchLogMel
@@ -304,6 +307,9 @@ class ClipConditions:
     runtime_tags: torch.Tensor | None = None
     runtime_story_text: torch.Tensor | None = None
     cuts_s: np.ndarray | None = None  # the video's cuts (seconds), for the adapter's cut weighting
+    # The reference music's beats (seconds): a beat-grid model's tempo pulses (`vem.runtime.tempo`).
+    # None in files prepared before the beat grid existed.
+    beats_s: np.ndarray | None = None
 
 
 @torch.no_grad()
@@ -499,6 +505,7 @@ class DiffusionPhase(Phase):
                 runtime_tags=torch.from_numpy(words.tags_emb),
                 runtime_story_text=torch.from_numpy(words.story_text),
                 cuts_s=np.asarray(clip.cuts_s, dtype=np.float64),
+                beats_s=np.asarray(clip.beats_s, dtype=np.float64),
             ))
         return conditions
 
@@ -534,7 +541,9 @@ class DiffusionPhase(Phase):
             if weigh_cuts:
                 weights.append(self._frame_weights(cond, offset, length))
         n = max(len(k) for _, _, k, _, _ in items)
-        batch = {key: [] for key in ("latent", "caption", "tags", "story_text", "story_visual", "start", "duration", "features")}
+        batch = {key: [] for key in ("latent", "caption", "tags", "story_text", "story_visual", "start", "duration",
+                                     "features", "beat_grid")}
+        with_grid = self.uses_aligner and self._config.unet.beat_grid
         for cond, offset, keep, start, duration in items:
             pad = n - len(keep)
             runtime_words = cond.runtime_caption is not None and rng.random() < self.runtime_text_share
@@ -550,6 +559,12 @@ class DiffusionPhase(Phase):
             batch["duration"].append(torch.from_numpy(np.pad(duration, (0, pad))))
             if cond.aligner_features is not None:
                 batch["features"].append(cond.aligner_features[offset : offset + length])
+            if with_grid:
+                if cond.beats_s is None:
+                    raise ValueError("a beat-grid model needs each clip's beat times, which this --prepared file "
+                                     "(made before the beat grid) lacks; delete it to recompute")
+                batch["beat_grid"].append(torch.from_numpy(
+                    beat_grid(cond.beats_s, length, latent_fps, start_s=offset / latent_fps)))
         out = {k: torch.stack(v) for k, v in batch.items() if v}
         b = self.settings.batch
         out["t"] = torch.from_numpy(rng.integers(0, len(self.alphas_cumprod), size=b))
@@ -594,7 +609,7 @@ class DiffusionPhase(Phase):
         mask = storyboard_mask(batch["start"], batch["duration"], z0.shape[2], cfg.latent_frames_per_second).float()
         features = batch.get("features") if self.uses_aligner else None
         eps = model.unet(zt, batch["t"], tokens, mask, model.condition.global_tokens(tokens), features,
-                         batch.get("adapter_scale") if features is not None else None)
+                         batch.get("adapter_scale") if features is not None else None, batch.get("beat_grid"))
         squared = (eps - batch["noise"]) ** 2
         mse = squared.mean()
         if "frame_weight" in batch:  # normalised, so the loss stays on the plain MSE's scale
