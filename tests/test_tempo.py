@@ -18,17 +18,16 @@ def test_cuts_on_bar_lines_give_their_tempo_and_phase():
     assert np.max(np.min(np.abs(cuts[:, None] - beats[None, :]), axis=1)) < 0.01
 
 
-def test_pace_word_sets_the_range():
-    period = 60.0 / 150.0
-    cuts = 0.2 + period * np.array([0, 16])
-    fast = choose_tempo(cuts, ["fast"])
-    slow = choose_tempo(cuts, ["slow"])
-    assert PACE_BPM["fast"][0] <= fast.bpm <= PACE_BPM["fast"][1]
-    assert PACE_BPM["slow"][0] <= slow.bpm <= PACE_BPM["slow"][1]
-    assert fast.bpm == pytest.approx(150.0, abs=0.5)
-    # The cuts are 6.4 s apart: told "slow", the grid through both that puts them on bar lines
-    # is 8 beats in 6.4 s (75 BPM).
-    assert slow.bpm == pytest.approx(75.0, abs=0.5)
+def test_pace_word_breaks_ties_between_grids_that_fit():
+    """Cuts 16 beats apart at 150 BPM (6.4 s) fit several grids with the cuts on bar lines (8, 12,
+    16, 20 beats: 75, 112.5, 150, 187.5 BPM); the pace word picks among them, softly."""
+    cuts = 0.2 + 0.4 * np.array([0, 16])
+    assert choose_tempo(cuts, ["fast"]).bpm == pytest.approx(150.0, abs=0.5)
+    assert choose_tempo(cuts, ["moderate"]).bpm == pytest.approx(112.5, abs=0.5)
+    assert choose_tempo(cuts, ["slow"]).bpm == pytest.approx(75.0, abs=0.5)
+    # A wrong pace word does not force a grid the cuts do not fit: three cuts 2 s apart are
+    # on bar lines in the range only at 120 BPM, whatever the word.
+    assert choose_tempo([1.0, 3.0, 5.0], ["slow"]).bpm == pytest.approx(120.0, abs=0.5)
 
 
 def test_without_cuts_the_prior_centre_and_a_grid_from_zero():
@@ -36,6 +35,7 @@ def test_without_cuts_the_prior_centre_and_a_grid_from_zero():
     assert choice.source == "prior" and choice.anchor_s == 0.0
     low, high = PACE_BPM["slow"]
     assert low < choice.bpm < high
+    assert choose_tempo([], []).bpm == pytest.approx(np.sqrt(70.0 * 170.0), abs=0.01)
     one_cut = choose_tempo([2.5], [])
     assert one_cut.source == "prior" and one_cut.anchor_s == 2.5
 
