@@ -12,7 +12,8 @@ phase that the video implies:
   "fast") gives a prior: the centre of its range. It is a soft prior, because the word is the
   style head's guess from the pictures: a hard range lost the right tempo for half the clips
   (tempo within 5 % for 51 % of the clips with two or more cuts, against 75 % with the soft
-  prior; vem-synth's training and selection clips, predicted tags);
+  prior; vem-synth's training and selection clips, predicted tags, `python -m
+  vem.training.tempo_check`);
 - edited video cuts on the beat, usually on a bar line, so the intervals between cuts are whole
   numbers of beats: every tempo from 70 to 170 BPM is scored by how far the cuts fall from its
   grid (anchored on the first cut), plus a preference for grids that put every cut on a downbeat
@@ -78,9 +79,12 @@ def _off_grid(cuts_s: np.ndarray, period_s: float) -> tuple[np.ndarray, np.ndarr
     return np.abs(beats - index) * period_s, index.astype(np.int64)
 
 
-def choose_tempo(cuts_s, tags: list[str] | tuple[str, ...] = (), bpm: float | None = None) -> TempoChoice:
+def choose_tempo(cuts_s, tags: list[str] | tuple[str, ...] = (), bpm: float | None = None,
+                 hard_pace: bool = False) -> TempoChoice:
     """The tempo and phase for a clip with these cut times (seconds) and tags (see the module
-    docstring). ``bpm``: the user's tempo, kept as given (only its phase is chosen)."""
+    docstring). ``bpm``: the user's tempo, kept as given (only its phase is chosen).
+    ``hard_pace``: only tempi inside the pace word's range (the first rule; kept so that
+    `python -m vem.training.tempo_check` can compare the two)."""
     cuts = np.sort(np.asarray(cuts_s, dtype=np.float64).reshape(-1))
     cuts = cuts[np.isfinite(cuts)]
     anchor = float(cuts[0]) if cuts.size else 0.0
@@ -91,7 +95,10 @@ def choose_tempo(cuts_s, tags: list[str] | tuple[str, ...] = (), bpm: float | No
     centre = tempo_prior(tags)
     if cuts.size < 2:
         return TempoChoice(round(centre, 2), anchor, "prior")
-    candidates = np.arange(TEMPO_RANGE_BPM[0], TEMPO_RANGE_BPM[1] + 1e-9, CANDIDATE_STEP_BPM)
+    low, high = TEMPO_RANGE_BPM
+    if hard_pace:
+        low, high = next((PACE_BPM[tag] for tag in tags if tag in PACE_BPM), TEMPO_RANGE_BPM)
+    candidates = np.arange(low, high + 1e-9, CANDIDATE_STEP_BPM)
     best, best_score = centre, math.inf
     for candidate in candidates:
         distance, index = _off_grid(cuts, 60.0 / candidate)

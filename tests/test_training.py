@@ -545,3 +545,25 @@ def test_beat_grid_channel_widens_old_weights_exactly_and_trains_on_the_referenc
     phase.conditions = [dataclasses.replace(c, beats_s=None) for c in phase.conditions]
     with pytest.raises(ValueError, match="beat times"):
         phase.sample_batch(np.random.default_rng(0))
+
+
+def test_tempo_agreement_and_tempo_check(tiny, tmp_path, capsys):
+    from vem.model import VeM, save_checkpoint
+    from vem.training.evaluate import tempo_agreement
+    from vem.training.tempo_check import main as tempo_check
+
+    rows = [{"asked_bpm": 120.0, "reference_bpm": 121.0, "beats_per_s": 2.0, "cuts": 3},
+            {"asked_bpm": 150.0, "reference_bpm": 100.0, "beats_per_s": 2.5, "cuts": 1},
+            {"asked_bpm": 90.0, "reference_bpm": 90.0, "beats_per_s": 3.0, "cuts": 2},
+            {"variant": "no grid", "asked_bpm": float("nan"), "beats_per_s": 2.0, "cuts": 2}]
+    stats = tempo_agreement(rows)
+    assert stats["clips"] == 3 and stats["asked_within_5pct"] == pytest.approx(2 / 3)
+    assert stats["clips_with_2_cuts"] == 2 and stats["asked_within_5pct_2_cuts"] == 1.0
+    assert stats["detected_within_10pct_of_asked"] == pytest.approx(2 / 3)  # 180 BPM detected for 90 asked
+    assert tempo_agreement([{"beats_per_s": 2.0}]) == {"clips": 0}
+
+    torch.manual_seed(0)
+    save_checkpoint(VeM(tiny["config"]), tmp_path / "m.safetensors")
+    assert tempo_check([str(tmp_path / "m.safetensors"), str(tiny["root"] / "cache"), "--reference-tags"]) == 0
+    out = capsys.readouterr().out
+    assert "soft pace prior, reference tags" in out and "of 2 clips" in out

@@ -335,6 +335,25 @@ def paired_differences(rows_a: list[dict], rows_b: list[dict],
     return out
 
 
+def tempo_agreement(rows: list[dict]) -> dict:
+    """For a beat-grid model's rows (``asked_bpm``, ``reference_bpm``): how often the tempo it
+    was asked for is within 5 % of the reference music's (over all clips, and over the clips with
+    two or more cuts, where the cuts pin it down), and how often the music's detected tempo
+    (beats/s x 60) is within 10 % of the asked one (the model following its grid)."""
+    rows = [r for r in rows if r.get("asked_bpm") is not None and not math.isnan(float(r["asked_bpm"]))]
+    if not rows:
+        return {"clips": 0}
+    asked = np.array([float(r["asked_bpm"]) for r in rows])
+    reference = np.array([float(r["reference_bpm"]) for r in rows])
+    detected = np.array([_row_value(r, "beats_per_s") * 60.0 for r in rows])
+    cut_pinned = np.array([int(r["cuts"]) >= 2 for r in rows])
+    close = np.abs(asked / reference - 1.0) < 0.05
+    return {"clips": len(rows), "asked_within_5pct": float(close.mean()),
+            "clips_with_2_cuts": int(cut_pinned.sum()),
+            "asked_within_5pct_2_cuts": float(close[cut_pinned].mean()) if cut_pinned.any() else math.nan,
+            "detected_within_10pct_of_asked": float(np.mean(np.abs(detected / asked - 1.0) < 0.10))}
+
+
 def beat_density_agreement(rows_a: list[dict], rows_b: list[dict]) -> dict:
     """How far A's music follows B's tempo, clip by clip: mean beats per second of each, their
     correlation over the common clips, and in how many clips A has over 1.5 x B's beats (a
@@ -467,6 +486,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {label}: A - B | mean | 95 % half-width |\n|---|---:|---:|")
         for key, stats in paired_differences(a, b, keys).items():
             print(f"| {key} | {stats['mean']:+.3f} | {stats['ci95']:.3f} |")
+        tempo = tempo_agreement(a)
+        if tempo["clips"]:
+            print(f"tempo asked of A: within 5 % of the reference's in {tempo['asked_within_5pct']:.2f} of "
+                  f"{tempo['clips']} clips ({tempo['asked_within_5pct_2_cuts']:.2f} of the {tempo['clips_with_2_cuts']} "
+                  f"with two or more cuts); A's detected tempo within 10 % of the asked one in "
+                  f"{tempo['detected_within_10pct_of_asked']:.2f}")
         density = beat_density_agreement(a, b)
         print(f"beats/s: A {density['a_mean']:.2f}, B {density['b_mean']:.2f}; per-clip correlation "
               f"{density['correlation']:.2f}; A over 1.5 x B's beats in {density['over_1_5']} of {density['clips']} clips")
