@@ -406,13 +406,16 @@ def count_qdq(path: str | os.PathLike) -> dict[str, int]:
 
 
 def quantized_node_names(path: str | os.PathLike) -> set[str]:
-    """Conv/MatMul/Gemm nodes of a Q/DQ graph whose activation input comes from a DequantizeLinear."""
+    """Conv/MatMul/Gemm nodes of a Q/DQ graph that run in int8: both their activation and their
+    weight come from a DequantizeLinear. (The activation alone does not tell: an excluded node
+    whose input tensor is shared with a quantized consumer reads the same DequantizeLinear
+    output, but keeps float weights and runs in float.)"""
     model = _load(path)
     producers = {o: n for n in model.graph.node for o in n.output}
     out = set()
     for node in weighted_nodes(model):
-        first = producers.get(node.input[0])
-        if first is not None and first.op_type == "DequantizeLinear":
+        sources = [producers.get(name) for name in node.input[:2]]
+        if len(sources) == 2 and all(p is not None and p.op_type == "DequantizeLinear" for p in sources):
             out.add(node.name)
     return out
 
