@@ -108,7 +108,8 @@ def demo_model() -> Any:
 
 def generation_inputs(config: Any, seconds: float, *, storyboards: int = STORYBOARDS, seed: int = 0) -> dict[str, np.ndarray]:
     """Conditions of one video as the denoiser takes them (unit text/visual embeddings, random
-    contiguous storyboards) plus aligner features at the video frame rate."""
+    contiguous storyboards, and a tempo grid for a beat-grid config) plus aligner features at the
+    video frame rate."""
     from vem.export.graphs import Size, component_specs, video_frames
 
     rng = np.random.default_rng(seed)
@@ -133,6 +134,8 @@ def runtime_generate(pipeline: Any, inputs: dict[str, np.ndarray], seconds: floa
                                                config.latent_frames_per_second)
     feeds["aligner_features"] = resample_to_latent(inputs["video_aligner_features"], frames, config.video.fps,
                                                    config.latent_frames_per_second).astype(np.float32)
+    if "beat_grid" in pipeline.runners["denoiser"].input_names:  # a beat-grid bundle: the same tempo pulses
+        feeds["beat_grid"] = inputs["beat_grid"]
     latent = pipeline._diffuse(feeds, steps, config.diffusion.guidance, seed, config.diffusion.sampler, None)
     return pipeline._decode_audio(latent, seconds, StageTimer())
 
@@ -148,7 +151,8 @@ def torch_generate(model: Any, inputs: dict[str, np.ndarray], seconds: float, st
 
     return generate(model, tensor("caption"), tensor("tags"), tensor("story_text"), tensor("story_visual"),
                     tensor("story_start_s"), tensor("story_duration_s"), seconds,
-                    aligner_features=tensor("video_aligner_features"), steps=steps, seed=seed).waveform
+                    aligner_features=tensor("video_aligner_features"), steps=steps, seed=seed,
+                    beat_grid=tensor("beat_grid") if model.config.unet.beat_grid else None).waveform
 
 
 def paper_denoiser_onnx(seed: int = 0) -> Path:
