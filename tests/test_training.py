@@ -567,3 +567,19 @@ def test_tempo_agreement_and_tempo_check(tiny, tmp_path, capsys):
     assert tempo_check([str(tmp_path / "m.safetensors"), str(tiny["root"] / "cache"), "--reference-tags"]) == 0
     out = capsys.readouterr().out
     assert "soft pace prior, reference tags" in out and "of 2 clips" in out
+
+
+def test_shot_match_asks_whether_each_shot_sounds_like_its_own_reference():
+    from vem.training.evaluate import shot_match
+
+    rng = np.random.default_rng(0)
+    # Three shots whose reference music differs in level (2 s, 3 s, 2 s at 100 mel frames/s).
+    reference = np.concatenate([np.full((64, 200), -5.0), np.full((64, 300), -3.0), np.full((64, 200), -6.0)], axis=1)
+    reference += rng.normal(0, 0.1, reference.shape)
+    starts, durations = [0.0, 2.0, 5.0], [2.0, 3.0, 2.0]
+    # Louder overall but with the same contrasts between shots: every shot matches its own.
+    assert shot_match(reference + 1.0, reference, starts, durations, 100.0) == 1.0
+    # The same music played backwards: the loudest part is no longer under the middle shot.
+    assert shot_match(reference[:, ::-1].copy(), reference, starts, durations, 100.0) < 0.5
+    # Fewer than two shots of at least a second: nothing to compare.
+    assert np.isnan(shot_match(reference, reference, [0.0, 6.5], [6.5, 0.5], 100.0))

@@ -42,6 +42,7 @@ import torch
 
 from vem.model import generate, load_checkpoint
 from vem.runtime.beats import track_beats
+from vem.runtime.config import AudioConfig
 from vem.runtime.mel import log_mel, mel_distance
 from vem.runtime.metrics import HIT_TOLERANCE_S, biou, chance_hit_rate, hit_rate, tbiou
 from vem.runtime.tempo import beat_grid, choose_tempo
@@ -89,9 +90,37 @@ def longest_silence_s(wave: np.ndarray, rate: int, level_dbfs: float = SILENCE_D
     return longest * hop / rate
 
 
+SHOT_MIN_S = 1.0  # shorter storyboards have too few mel frames for a stable profile
+
+
+def shot_match(mel: np.ndarray, ref_mel: np.ndarray, starts_s, durations_s, frames_per_second: float) -> float:
+    """Does each shot's music resemble the reference music of *that* shot more than of the
+    clip's other shots? Per storyboard of at least SHOT_MIN_S: the mean log-mel spectrum over its
+    span, minus the clip's mean over shots (so only the differences between shots count, not the
+    model's overall level or timbre); the share of shots whose nearest reference profile (mean
+    absolute difference) is their own. What SG-CAtt (Eq. 7: each latent frame attends to its own
+    shot) is for and the rhythm metrics do not see. NaN with fewer than two such shots; chance is
+    about 1 / shots."""
+    spans = [(s, d) for s, d in zip(np.asarray(starts_s, float), np.asarray(durations_s, float)) if d >= SHOT_MIN_S]
+    frames = min(mel.shape[1], ref_mel.shape[1])
+    profiles, references = [], []
+    for start, duration in spans:
+        a, b = int(round(start * frames_per_second)), min(frames, int(round((start + duration) * frames_per_second)))
+        if b - a >= 2:
+            profiles.append(mel[:, a:b].mean(axis=1))
+            references.append(ref_mel[:, a:b].mean(axis=1))
+    if len(profiles) < 2:
+        return math.nan
+    profiles = np.array(profiles) - np.mean(profiles, axis=0)
+    references = np.array(references) - np.mean(references, axis=0)
+    distance = np.abs(profiles[:, None, :] - references[None, :, :]).mean(axis=2)
+    return float(np.mean(np.argmin(distance, axis=1) == np.arange(len(profiles))))
+
+
 def score(wave: np.ndarray, beats: np.ndarray, clip: Clip, ref_wave: np.ndarray, ref_beats: np.ndarray,
           rate: int) -> dict:
     frames = min(len(wave), len(ref_wave))
+    mel, ref_mel = log_mel(wave[:frames]), log_mel(ref_wave[:frames])
     return {
         "tbiou": tbiou(clip.cuts_s, beats),
         # The paper's TBIoU at the 70 ms tolerance: at 0.5 s almost any cut matches some beat
@@ -100,7 +129,9 @@ def score(wave: np.ndarray, beats: np.ndarray, clip: Clip, ref_wave: np.ndarray,
         "biou": biou(ref_beats, beats),
         "hit70": hit_rate(clip.cuts_s, beats),
         "chance70": chance_hit_rate(beats, clip.duration_s) if len(clip.cuts_s) else math.nan,
-        "mel_distance": mel_distance(log_mel(wave[:frames]), log_mel(ref_wave[:frames])),
+        "mel_distance": mel_distance(mel, ref_mel),
+        "shot_match": shot_match(mel, ref_mel, clip.story_start_s, clip.story_duration_s,
+                                 AudioConfig().mel_frames_per_second),  # log_mel's default config
         "tempo_cv": tempo_cv(beats),
         "peak": float(np.max(np.abs(wave))) if len(wave) else 0.0,
         "clipped_share": float(np.mean(np.abs(wave) >= CLIP_LEVEL)) if len(wave) else 0.0,
@@ -272,8 +303,8 @@ def _row_value(row: dict, key: str) -> float:
 def summarise(rows: list[dict], variants: tuple[str, ...]) -> dict:
     """Per variant: mean and 95 % half-width (normal approximation over clips) of every metric,
     plus paired differences of TBIoU and the hit rate between the full model and each ablation."""
-    keys = ("tbiou", "tbiou70", "biou", "hit70", "chance70", "mel_distance", "tempo_cv", "beats_per_s", "peak",
-            "clipped_share", "longest_silence_s", "aligner_hit70")
+    keys = ("tbiou", "tbiou70", "biou", "hit70", "chance70", "mel_distance", "shot_match", "tempo_cv", "beats_per_s",
+            "peak", "clipped_share", "longest_silence_s", "aligner_hit70")
     out = {}
     for variant in variants:
         mine = [r for r in rows if r["variant"] == variant]
@@ -399,15 +430,16 @@ def markdown_table(result: dict) -> str:
             return "–"
         return f"{value:.{digits}f} ± {half:.{digits}f}" if half == half else f"{value:.{digits}f}"
 
-    lines = ["| music | BIoU ↑ | TBIoU ↑ | TBIoU@70 ms ↑ | hit@70 ms ↑ (chance) | mel distance ↓ | beat-interval CV |"
-             " beats/s | max peak | longest silence (s) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| music | BIoU ↑ | TBIoU ↑ | TBIoU@70 ms ↑ | hit@70 ms ↑ (chance) | mel distance ↓ | shot match ↑ |"
+             " beat-interval CV | beats/s | max peak | longest silence (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for variant in ALL_VARIANTS:
         if variant not in summary:
             continue
         s = summary[variant]
         lines.append(f"| {LABELS[variant]} | {cell(s, 'biou')} | {cell(s, 'tbiou')} | {cell(s, 'tbiou70')} | {cell(s, 'hit70')} "
-                     f"({s['chance70']:.3f}) | {cell(s, 'mel_distance')} | {cell(s, 'tempo_cv')} | {cell(s, 'beats_per_s', 2)} | "
+                     f"({s['chance70']:.3f}) | {cell(s, 'mel_distance')} | {cell(s, 'shot_match')} | {cell(s, 'tempo_cv')} | "
+                     f"{cell(s, 'beats_per_s', 2)} | "
                      f"{s['max_peak']:.3f} | {s['max_silence_s']:.2f} |")
     return "\n".join(lines)
 
@@ -481,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, KeyError) as exc:
             print(f"evaluate: {exc}", file=sys.stderr)
             return 2
-        keys = ("tbiou", "tbiou70", "hit70", "biou", "mel_distance", "tempo_cv", "beats_per_s")
+        keys = ("tbiou", "tbiou70", "hit70", "biou", "mel_distance", "shot_match", "tempo_cv", "beats_per_s")
         label = args.variant if against == args.variant else f"{args.variant} - {against}"
         print(f"| {label}: A - B | mean | 95 % half-width |\n|---|---:|---:|")
         for key, stats in paired_differences(a, b, keys).items():
