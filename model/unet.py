@@ -218,9 +218,6 @@ class TUNet(nn.Module):
                 f"(one 2x down-sample per T-UNet level)"
             )
         emb_dim = ucfg.model_channels * 4
-        self.beat_grid = ucfg.beat_grid
-        # What the TB adapters read per latent frame: the aligner features, plus the beat grid.
-        self.rhythm_dim = config.aligner.feature_dim + (1 if ucfg.beat_grid else 0)
 
         def transformer(channels: int) -> SpatialTransformer:
             return SpatialTransformer(
@@ -313,7 +310,7 @@ class TUNet(nn.Module):
             level_masks[factor] = resize_storyboard_mask(storyboard_mask, factor) if use else None
         level_features: dict[int, torch.Tensor] = {}
         if aligner_features is not None:
-            if self.beat_grid:
+            if self.config.unet.beat_grid:
                 pulses = beat_grid if beat_grid is not None else aligner_features.new_zeros(aligner_features.shape[:2])
                 aligner_features = torch.cat([aligner_features, pulses.to(aligner_features.dtype).unsqueeze(-1)], dim=-1)
             for factor in self.adapter_factors:
@@ -343,6 +340,11 @@ class TUNet(nn.Module):
             if block.upsample is not None:
                 h = block.upsample(h)
         return self.out(h)
+
+    @property
+    def rhythm_dim(self) -> int:
+        """What the TB adapters read per latent frame: the aligner features, plus the beat grid."""
+        return self.config.aligner.feature_dim + (1 if self.config.unet.beat_grid else 0)
 
     def sg_catt_modules(self) -> list[tuple[str, SGCrossAttention]]:
         """Every SG-CAtt module with its qualified name (for tests, hooks and summaries)."""

@@ -186,7 +186,9 @@ def generate_for_clip(model, clip: Clip, variant: str, steps: int | None, guidan
     without the beat grid)."""
     if variant not in MODEL_VARIANTS:
         raise ValueError(f"not a model variant: {variant!r}")
-    words = runtime_text(model, clip, clip.story_start_s, clip.story_duration_s)
+    # The runtime's wording; its tags also choose a beat-grid model's tempo.
+    words = (runtime_text(model, clip, clip.story_start_s, clip.story_duration_s)
+             if text == "runtime" or model.config.unet.beat_grid else None)
     if text == "runtime":
         caption, tags, story_text = words.caption_emb, words.tags_emb, words.story_text
     else:

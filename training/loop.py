@@ -154,9 +154,7 @@ def add_beat_grid_channel(model: VeM) -> None:
     it did: every TB adapter's two convolutions get one more input channel with zero weights."""
     from vem.model.adapter import TBAdapter
 
-    model.config.unet.beat_grid = True  # the config object the checkpoint and RunState record
-    model.unet.beat_grid = True
-    model.unet.rhythm_dim += 1
+    model.config.unet.beat_grid = True  # the config object the T-UNet, checkpoint and RunState read
     for module in model.unet.modules():
         if isinstance(module, TBAdapter):
             module.add_inputs(1)
