@@ -65,10 +65,15 @@ class TempoChoice:
         return beat_times(self.bpm, self.anchor_s, duration_s)
 
 
+def pace_range(tags: list[str] | tuple[str, ...] = ()) -> tuple[float, float]:
+    """The tempo range (BPM) of the first pace word among ``tags``, else the whole range."""
+    return next((PACE_BPM[tag] for tag in tags if tag in PACE_BPM), TEMPO_RANGE_BPM)
+
+
 def tempo_prior(tags: list[str] | tuple[str, ...] = ()) -> float:
-    """The tempo the tags suggest (BPM): the geometric centre of the first pace word's range,
-    else of the whole range (tempo ratios, not differences, are what the ear hears)."""
-    low, high = next((PACE_BPM[tag] for tag in tags if tag in PACE_BPM), TEMPO_RANGE_BPM)
+    """The tempo the tags suggest (BPM): the geometric centre of their pace range (tempo ratios,
+    not differences, are what the ear hears)."""
+    low, high = pace_range(tags)
     return math.sqrt(low * high)
 
 
@@ -95,9 +100,7 @@ def choose_tempo(cuts_s, tags: list[str] | tuple[str, ...] = (), bpm: float | No
     centre = tempo_prior(tags)
     if cuts.size < 2:
         return TempoChoice(round(centre, 2), anchor, "prior")
-    low, high = TEMPO_RANGE_BPM
-    if hard_pace:
-        low, high = next((PACE_BPM[tag] for tag in tags if tag in PACE_BPM), TEMPO_RANGE_BPM)
+    low, high = pace_range(tags) if hard_pace else TEMPO_RANGE_BPM
     candidates = np.arange(low, high + 1e-9, CANDIDATE_STEP_BPM)
     best, best_score = centre, math.inf
     for candidate in candidates:
