@@ -13,6 +13,9 @@ of the beats, log-mel distance), with librosa beats (`vem.runtime.beats`). Rows:
                     video's cuts (the share of cuts with a peak within 70 ms), the ceiling the
                     rhythm path's input sets;
 - ``no_tb_adapter`` the model without the rhythm path (no aligner features: the TB adapters add 0);
+- ``parsing_plain`` neither: no rhythm path and no storyboard mask (PAPER.md Table 4's "parsing
+                    with plain cross-attention"; against ``no_tb_adapter`` it is the paper's
+                    SG-CAtt comparison, measured without the adapters and their beat grid);
 - ``no_sg_catt``    the model with SG-CAtt's storyboard mask removed, so every latent frame
                     attends to every storyboard (plain cross-attention). Same weights: an
                     inference-time ablation, not a model trained without the mask;
@@ -51,16 +54,22 @@ from vem.runtime.transitions import transition_frames
 from .data import Clip, load_cache
 from .phases import aligner_input, clip_latent, clip_story_visual, runtime_text
 
-MODEL_VARIANTS = ("no_tb_adapter", "no_sg_catt", "full")
+# "parsing_plain" is PAPER.md Table 4's "parsing with plain cross-attention" row: neither the
+# TB-As nor the storyboard mask, so that SG-CAtt's own effect on rhythm is measured where the paper
+# measured it (against "no_tb_adapter", which keeps the mask), away from the adapters' beat grid.
+MODEL_VARIANTS = ("no_tb_adapter", "parsing_plain", "no_sg_catt", "full")
 ALL_VARIANTS = ("ground_truth", "shuffled", "reconstruction") + MODEL_VARIANTS
 LABELS = {
     "ground_truth": "ground-truth music",
     "shuffled": "shuffled music (another clip's)",
     "reconstruction": "ground truth through VAE + vocoder",
     "no_tb_adapter": "VeM-demo without TB-As",
+    "parsing_plain": "VeM-demo without TB-As or SG-CAtt (plain cross-attention)",
     "no_sg_catt": "VeM-demo without SG-CAtt (mask off)",
     "full": "VeM-demo (full)",
 }
+# What a paired comparison reports: the stored summary's full-minus-ablation and `--paired`.
+PAIRED_KEYS = ("tbiou", "tbiou70", "hit70", "biou", "mel_distance", "shot_match", "tempo_cv", "beats_per_s")
 CLIP_LEVEL = 0.999
 SILENCE_DBFS = -60.0
 SILENCE_FRAME_S = 0.05
@@ -194,7 +203,7 @@ def generate_for_clip(model, clip: Clip, variant: str, steps: int | None, guidan
     else:
         caption, tags, story_text = clip.caption, clip.tags_emb, clip.story_text
     features = None
-    if variant != "no_tb_adapter":
+    if variant not in ("no_tb_adapter", "parsing_plain"):
         features, _ = model.aligner(aligner_input(clip.aligner, clip.trans_prob))
     grid, bpm = None, math.nan
     if model.config.unet.beat_grid:
@@ -202,7 +211,7 @@ def generate_for_clip(model, clip: Clip, variant: str, steps: int | None, guidan
         frames = model.config.latent_frames(clip.duration_s)
         grid = torch.from_numpy(beat_grid(beats, frames, model.config.latent_frames_per_second))[None]
     saved = model.unet.use_storyboard_mask
-    model.unet.use_storyboard_mask = saved and variant != "no_sg_catt"
+    model.unet.use_storyboard_mask = saved and variant not in ("no_sg_catt", "parsing_plain")
     try:
         out = generate(
             model,
@@ -304,7 +313,7 @@ def _row_value(row: dict, key: str) -> float:
 
 def summarise(rows: list[dict], variants: tuple[str, ...]) -> dict:
     """Per variant: mean and 95 % half-width (normal approximation over clips) of every metric,
-    plus paired differences of TBIoU and the hit rate between the full model and each ablation."""
+    plus paired differences (``PAIRED_KEYS``) between the full model and each other row."""
     keys = ("tbiou", "tbiou70", "biou", "hit70", "chance70", "mel_distance", "shot_match", "tempo_cv", "beats_per_s",
             "peak", "clipped_share", "longest_silence_s", "aligner_hit70")
     out = {}
@@ -324,7 +333,7 @@ def summarise(rows: list[dict], variants: tuple[str, ...]) -> dict:
         for other in variants:
             if other != "full":
                 theirs = [r for r in rows if r["variant"] == other]
-                out.setdefault("paired_full_minus", {})[other] = paired_differences(full, theirs)
+                out.setdefault("paired_full_minus", {})[other] = paired_differences(full, theirs, PAIRED_KEYS)
     return out
 
 
@@ -515,10 +524,9 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, KeyError) as exc:
             print(f"evaluate: {exc}", file=sys.stderr)
             return 2
-        keys = ("tbiou", "tbiou70", "hit70", "biou", "mel_distance", "shot_match", "tempo_cv", "beats_per_s")
         label = args.variant if against == args.variant else f"{args.variant} - {against}"
         print(f"| {label}: A - B | mean | 95 % half-width |\n|---|---:|---:|")
-        for key, stats in paired_differences(a, b, keys).items():
+        for key, stats in paired_differences(a, b, PAIRED_KEYS).items():
             print(f"| {key} | {stats['mean']:+.3f} | {stats['ci95']:.3f} |")
         tempo = tempo_agreement(a)
         if tempo["clips"]:
