@@ -600,9 +600,13 @@ def test_parsing_plain_drops_both_the_adapters_and_the_mask(tiny):
     clip = dataclasses.replace(clip, story_start_s=np.array([0.0, half], np.float32),
                                story_duration_s=np.array([half, half], np.float32),
                                story_text=np.repeat(clip.story_text[:1], 2, axis=0))
-    waves = {variant: generate_for_clip(model, clip, variant, steps=2, guidance=3.0, seed=0)[0]
-             for variant in ("parsing_plain", "no_tb_adapter", "no_sg_catt")}
+    made = {variant: generate_for_clip(model, clip, variant, steps=2, guidance=3.0, seed=0)
+            for variant in ("parsing_plain", "no_tb_adapter", "no_sg_catt")}
+    waves = {variant: wave for variant, (wave, _) in made.items()}
     assert model.unet.use_storyboard_mask
+    # Only the adapters read the beat grid, so only a variant with them is asked a tempo.
+    assert np.isnan(made["parsing_plain"][1]) and np.isnan(made["no_tb_adapter"][1])
+    assert 70.0 <= made["no_sg_catt"][1] <= 170.0
     scale = float(np.abs(waves["parsing_plain"]).max())
     assert np.abs(waves["parsing_plain"] - waves["no_tb_adapter"]).max() > 0.01 * scale  # the mask is off
     assert np.abs(waves["parsing_plain"] - waves["no_sg_catt"]).max() > 0.01 * scale  # the adapters are off

@@ -192,7 +192,7 @@ def clip_tempo(model, clip: Clip, tempo: str = "runtime", words=None) -> tuple[f
 def generate_for_clip(model, clip: Clip, variant: str, steps: int | None, guidance: float | None, seed: int,
                       text: str = "runtime", tempo: str = "runtime") -> tuple[np.ndarray, float]:
     """The variant's music for ``clip`` and the tempo (BPM) it was asked for (NaN for a model
-    without the beat grid)."""
+    without the beat grid, or a variant without the TB adapters, which are what read it)."""
     if variant not in MODEL_VARIANTS:
         raise ValueError(f"not a model variant: {variant!r}")
     # The runtime's wording; its tags also choose a beat-grid model's tempo.
@@ -206,7 +206,7 @@ def generate_for_clip(model, clip: Clip, variant: str, steps: int | None, guidan
     if variant not in ("no_tb_adapter", "parsing_plain"):
         features, _ = model.aligner(aligner_input(clip.aligner, clip.trans_prob))
     grid, bpm = None, math.nan
-    if model.config.unet.beat_grid:
+    if model.config.unet.beat_grid and features is not None:  # only the adapters read the grid
         bpm, beats = clip_tempo(model, clip, tempo, words)
         frames = model.config.latent_frames(clip.duration_s)
         grid = torch.from_numpy(beat_grid(beats, frames, model.config.latent_frames_per_second))[None]
@@ -277,7 +277,7 @@ def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | Non
                    **score(wave, beats, clip, ref_wave, ref_beats, rate)}
             if variant == "reconstruction":
                 row["aligner_hit70"] = aligner_hit_rate(model, clip)
-            if variant in MODEL_VARIANTS and model.config.unet.beat_grid:
+            if variant in MODEL_VARIANTS and not math.isnan(asked_bpm):
                 # The tempo the model was asked for against the reference music's (from its
                 # annotated beats), so the tempo choice's accuracy can be read off the rows.
                 row["asked_bpm"] = round(float(asked_bpm), 2)
