@@ -612,3 +612,39 @@ def test_parsing_plain_drops_both_the_adapters_and_the_mask(tiny):
     assert np.abs(waves["parsing_plain"] - waves["no_sg_catt"]).max() > 0.01 * scale  # the adapters are off
     again = generate_for_clip(model, clip, "parsing_plain", steps=2, guidance=3.0, seed=0)[0]
     np.testing.assert_array_equal(again, waves["parsing_plain"])
+
+
+def test_reproduce_runs_the_whole_recipe_once_and_resumes(tiny, tmp_path, capsys):
+    """`vem-train reproduce` at a tiny scale: every stage of the model card's chain runs in order
+    (data, cache, runs 1 to 7, ship), the shipped weights carry the beat grid, a second call
+    runs nothing, and a stage interrupted after its state.pt was saved continues with --resume."""
+    from vem.training.cli import train_main
+    from vem.training.reproduce import STATE_NAME, recipe
+
+    work = tmp_path / "repro"
+    common = ["reproduce", "--out", str(work), "--scale", "0.0001", "--clips", "2", "--seconds", "3-3",
+              "--transitions-onnx", str(tiny["onnx"]), "--quiet"]
+    assert train_main(common) == 0
+    record = json.loads((work / STATE_NAME).read_text())
+    assert record["done"] == [s.name for s in recipe()] + ["ship"]
+    shipped = load_checkpoint(work / "vem-demo.safetensors")
+    assert shipped.config.unet.beat_grid
+    run7 = json.loads((work / "run7" / "summary.json").read_text())["adapter"]
+    assert run7["steps"] == 1 and run7["batch"] == 16  # 3000 x 0.0001, at least one; the recipe's batch
+    run1 = json.loads((work / "run1" / "summary.json").read_text())
+    assert sorted(run1) == sorted(["vae", "vocoder", "aligner", "visual", "diffusion", "adapter"])
+    assert (work / "grid-prepared.pt").is_file() and (work / "adapter-prepared.pt").is_file()
+
+    capsys.readouterr()
+    assert train_main(common) == 0  # everything done: nothing runs
+    assert "[" not in capsys.readouterr().out
+
+    # Interrupted inside run 7 after its state.pt: the same command continues that run.
+    record["done"] = record["done"][:-2]
+    (work / STATE_NAME).write_text(json.dumps(record))
+    assert train_main(common + ["--print"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[-2].startswith("todo") and "--resume" in listing[-2] and "--init" not in listing[-2]
+    assert train_main(common) == 0
+    assert json.loads((work / STATE_NAME).read_text())["done"] == record["done"] + ["run7", "ship"]
+    assert train_main(["reproduce", "--out", str(work), "--scale", "0"]) == 2

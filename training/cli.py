@@ -51,7 +51,7 @@ def synth_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-TRAIN_COMMANDS = ("cache", "vae", "vocoder", "aligner", "visual", "diffusion", "adapter", "all", "ship")
+TRAIN_COMMANDS = ("cache", "vae", "vocoder", "aligner", "visual", "diffusion", "adapter", "all", "ship", "reproduce")
 
 
 def _key_values(text: str, name: str, kind: type) -> dict:
@@ -80,7 +80,8 @@ def build_train_parser() -> argparse.ArgumentParser:
         prog="vem-train",
         description="Train the demo checkpoint in the paper's three phases (resumable). 'all' = cache, then phase 1 "
         "(vae, vocoder, aligner, visual), phase 2 (diffusion) and phase 3 (adapter) in order; 'ship' writes the "
-        "finished run's weights (fp16-stored) to --to.",
+        "finished run's weights (fp16-stored) to --to; 'reproduce' makes the shipped demo checkpoint from nothing "
+        "in one resumable command (its own flags: vem-train reproduce --help).",
     )
     parser.add_argument("command", choices=TRAIN_COMMANDS)
     parser.add_argument("--data", help="vem-synth folder (needed unless the cache is built)")
@@ -127,6 +128,11 @@ def build_train_parser() -> argparse.ArgumentParser:
 
 
 def train_main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["reproduce"]:  # a chain of the commands below, with flags of its own
+        from .reproduce import main as reproduce_main
+
+        return reproduce_main(argv[1:])
     args = build_train_parser().parse_args(argv)
     try:
         minutes = _key_values(args.minutes, "--minutes", float)
