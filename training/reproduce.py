@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vem-train reproduce",
         description="Make the shipped demo checkpoint from nothing: synthetic data, cache, and the model card's "
                     "chain of training runs (1, 2, 3, 4, 5a, 5, 7) in order, then ship. Resumable: run the same "
-                    "command again to continue. About 5 hours on a 2-core CPU; --device cuda for the GPU.")
+                    "command again to continue. About 5 to 6 hours on a 2-core CPU (model card); --device cuda for a GPU.")
     parser.add_argument("--out", default="runs/reproduce", help="work folder for data, cache and runs (default: runs/reproduce)")
     parser.add_argument("--to", default=None, help="where to ship the final weights (default: OUT/vem-demo.safetensors)")
     parser.add_argument("--device", default="cpu", help="torch device for the training runs (default: cpu)")
