@@ -59,6 +59,8 @@ from .phases import aligner_input, clip_latent, clip_story_visual, runtime_text
 # measured it (against "no_tb_adapter", which keeps the mask), away from the adapters' beat grid.
 MODEL_VARIANTS = ("no_tb_adapter", "parsing_plain", "no_sg_catt", "full")
 ALL_VARIANTS = ("ground_truth", "shuffled", "reconstruction") + MODEL_VARIANTS
+WITHOUT_ADAPTERS = ("no_tb_adapter", "parsing_plain")
+WITHOUT_MASK = ("no_sg_catt", "parsing_plain")
 LABELS = {
     "ground_truth": "ground-truth music",
     "shuffled": "shuffled music (another clip's)",
@@ -203,7 +205,7 @@ def generate_for_clip(model, clip: Clip, variant: str, steps: int | None, guidan
     else:
         caption, tags, story_text = clip.caption, clip.tags_emb, clip.story_text
     features = None
-    if variant not in ("no_tb_adapter", "parsing_plain"):
+    if variant not in WITHOUT_ADAPTERS:
         features, _ = model.aligner(aligner_input(clip.aligner, clip.trans_prob))
     grid, bpm = None, math.nan
     if model.config.unet.beat_grid and features is not None:  # only the adapters read the grid
@@ -211,7 +213,7 @@ def generate_for_clip(model, clip: Clip, variant: str, steps: int | None, guidan
         frames = model.config.latent_frames(clip.duration_s)
         grid = torch.from_numpy(beat_grid(beats, frames, model.config.latent_frames_per_second))[None]
     saved = model.unet.use_storyboard_mask
-    model.unet.use_storyboard_mask = saved and variant not in ("no_sg_catt", "parsing_plain")
+    model.unet.use_storyboard_mask = saved and variant not in WITHOUT_MASK
     try:
         out = generate(
             model,
