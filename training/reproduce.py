@@ -98,12 +98,16 @@ def recipe(clips: int = TRAIN_CLIPS, seconds: str = CLIP_SECONDS) -> list[Stage]
     ]
 
 
-def _load_done(work: Path) -> list[str]:
+def _load_record(work: Path) -> tuple[list[str], dict[str, float]]:
+    """The finished stages, in order, and each one's seconds."""
     path = work / STATE_NAME
-    return json.loads(path.read_text())["done"] if path.is_file() else []
+    if not path.is_file():
+        return [], {}
+    record = json.loads(path.read_text())
+    return record["done"], record.get("seconds", {})
 
 
-def _save_done(work: Path, done: list[str], seconds: dict[str, float]) -> None:
+def _save_record(work: Path, done: list[str], seconds: dict[str, float]) -> None:
     path = work / STATE_NAME
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"done": done, "seconds": seconds}, indent=1))
@@ -147,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     final = Path(args.to) if args.to else work / "vem-demo.safetensors"
     stages = recipe(args.clips, args.seconds)
     stages.append(Stage("ship", "train", ("ship", "--out", "{W}/" + FINAL_RUN, "--to", str(final))))
-    done = _load_done(work)
-    seconds: dict[str, float] = {}
-    if (work / STATE_NAME).is_file():
-        seconds = json.loads((work / STATE_NAME).read_text()).get("seconds", {})
+    done, seconds = _load_record(work)
 
     from .cli import synth_main, train_main
 
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             return code
         seconds[stage.name] = round(time.perf_counter() - start, 1)
         done.append(stage.name)
-        _save_done(work, done, seconds)
+        _save_record(work, done, seconds)
     if not args.print:
         total = sum(seconds.values())
         print(f"vem-train reproduce: done, {final} ({total / 60:.1f} min of stages; per stage in {work / STATE_NAME})")
