@@ -648,3 +648,9 @@ def test_reproduce_runs_the_whole_recipe_once_and_resumes(tiny, tmp_path, capsys
     assert train_main(common) == 0
     assert json.loads((work / STATE_NAME).read_text())["done"] == record["done"] + ["run7", "ship"]
     assert train_main(["reproduce", "--out", str(work), "--scale", "0"]) == 2
+    # A stage that continues a run never starts it from random weights when the run is gone.
+    record = json.loads((work / STATE_NAME).read_text())
+    record["done"] = record["done"][:record["done"].index("run2-adapter")]
+    (work / STATE_NAME).write_text(json.dumps(record))
+    (work / "run2" / "state.pt").unlink()
+    assert train_main(common) == 2

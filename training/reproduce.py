@@ -49,6 +49,7 @@ class Stage:
     steps: dict[str, int] = field(default_factory=dict)
     start: tuple[str, ...] = ()
     run: str | None = None  # the run folder (under WORK) this stage trains in
+    continues: bool = False  # trains further in a run an earlier stage started (never from scratch)
 
     def argv(self, work: Path, scale: float, resume: bool) -> list[str]:
         argv = [a.replace("{W}", str(work)) for a in self.args]
@@ -77,7 +78,7 @@ def recipe(clips: int = TRAIN_CLIPS, seconds: str = CLIP_SECONDS) -> list[Stage]
         # Run 2: diffusion and adapter trained further, in a new run started from run 1.
         Stage("run2-diffusion", "train", ("diffusion", *cache), steps={"diffusion": 859},
               start=("--init", "{W}/run1/state.pt"), run="run2"),
-        Stage("run2-adapter", "train", ("adapter", *cache), steps={"adapter": 1257}, run="run2"),  # resumes run 2
+        Stage("run2-adapter", "train", ("adapter", *cache), steps={"adapter": 1257}, run="run2", continues=True),
         # Runs 3 and 4: the adapter phase continued with the same recipe, each from the last's state.
         Stage("run3", "train", ("adapter", *cache), steps={"adapter": 3053},
               start=("--init", "{W}/run2/state.pt"), run="run3"),
@@ -157,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
 
     for number, stage in enumerate(stages, 1):
         resume = stage.run is not None and (work / stage.run / "state.pt").is_file()
+        if stage.continues and not resume and not args.print and stage.name not in done:
+            print(f"vem-train reproduce: stage {stage.name} continues {work / stage.run}, which holds no state.pt; "
+                  f"remove the stages after it from {work / STATE_NAME} to make it again", file=sys.stderr)
+            return 2
         argv = stage.argv(work, args.scale, resume)
         if stage.tool == "train" and argv[0] != "ship":
             argv += ["--device", args.device, "--threads", str(args.threads)]
