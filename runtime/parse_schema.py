@@ -80,6 +80,9 @@ class Storyboard:
     duration_s: float
     description: str
     visual: list[float] | None = None
+    # True when this storyboard continues the previous shot (a long shot split to the duration
+    # bounds) rather than starting at a transition; see `check_cuts_agree`.
+    split: bool = False
 
     @property
     def end_s(self) -> float:
@@ -94,6 +97,9 @@ class Transition:
     kind: str = "cut"
     duration_s: float = 0.0
     on_beat: bool | None = None
+    # Index (from 0, in presentation order) of the source video's frame where it happens: a cut's
+    # first frame of the new shot, a gradual transition's first changed frame. None: not known.
+    source_frame: int | None = None
 
 
 @dataclass
@@ -261,6 +267,10 @@ def parse_from_dict(data: Any, vocabulary: tuple[str, ...] | list[str] | None = 
             description=_string(s.get("description", ""), f"{name}.description"),
             visual=None,
         )
+        if s.get("split") is not None:
+            if not isinstance(s["split"], bool):
+                raise ParseError(f"{name}.split: expected true/false, got {_short(s['split'])}")
+            board.split = s["split"]
         if s.get("visual") is not None:
             board.visual = [
                 _number(x, f"{name}.visual[{j}]", minimum=None, maximum=None) for j, x in enumerate(_list(s["visual"], f"{name}.visual"))
@@ -313,12 +323,16 @@ def parse_from_dict(data: Any, vocabulary: tuple[str, ...] | list[str] | None = 
             on_beat = item.get("on_beat")
             if on_beat is not None and not isinstance(on_beat, bool):
                 raise ParseError(f"{name}.on_beat: expected true/false, got {_short(on_beat)}")
+            source_frame = item.get("source_frame")
+            if source_frame is not None:
+                source_frame = _integer(source_frame, f"{name}.source_frame")
             details.append(
                 Transition(
                     time_s=time_s,
                     kind=kind,
                     duration_s=_number(item.get("duration_s", 0.0), f"{name}.duration_s"),
                     on_beat=on_beat,
+                    source_frame=source_frame,
                 )
             )
     frame = FrameParse(fps=frame_fps, transitions_s=transitions_s, transition_frames=frames, transitions=details)
@@ -371,7 +385,8 @@ def parse_to_dict(parse: VideoParse) -> dict[str, Any]:
     }
     if parse.frame.transitions is not None:
         frame["transitions"] = [
-            {"time_s": float(t.time_s), "kind": t.kind, "duration_s": float(t.duration_s), "on_beat": t.on_beat}
+            {"time_s": float(t.time_s), "kind": t.kind, "duration_s": float(t.duration_s), "on_beat": t.on_beat,
+             **({"source_frame": int(t.source_frame)} if t.source_frame is not None else {})}
             for t in parse.frame.transitions
         ]
     out: dict[str, Any] = {
@@ -389,12 +404,42 @@ def parse_to_dict(parse: VideoParse) -> dict[str, Any]:
         }
         if board.visual is not None:
             item["visual"] = [float(x) for x in board.visual]
+        if board.split:
+            item["split"] = True
         out["storyboards"].append(item)
     if parse.music is not None:
         music = {k: v for k, v in vars(parse.music).items() if v is not None}
         out["music"] = music
     out.update(parse.extra)
     return out
+
+
+# A storyboard boundary and its transition agree when they are this close: half a frame at the
+# parse rate (a time typed by hand to the millisecond still agrees).
+CUT_AGREEMENT_S = 0.5 / FRAME_FPS
+
+
+def check_cuts_agree(parse: VideoParse) -> None:
+    """A cut has one place: ``frame.transitions_s``. Refuse a parse whose storyboards start where
+    no transition is (a cut moved or deleted in one list and not the other) unless the storyboard
+    says ``"split": true`` (it continues the previous shot). ParseError names both entries."""
+    transitions = parse.frame.transitions_s
+    details = parse.frame.transitions or [None] * len(transitions)
+    for i, board in enumerate(parse.storyboards[1:], start=1):
+        if board.split:
+            continue
+        for time_s, detail in zip(transitions, details):
+            half = 0.5 * detail.duration_s if detail is not None else 0.0
+            if time_s - half - CUT_AGREEMENT_S <= board.start_s <= time_s + half + CUT_AGREEMENT_S:
+                break
+        else:
+            nearest = min(transitions, key=lambda t: abs(t - board.start_s)) if transitions else None
+            where = f" (the nearest is {nearest:.3f} s)" if nearest is not None else " (it has none)"
+            raise ParseError(
+                f"storyboards[{i}].start_s: {board.start_s:.3f} s is not a transition in frame.transitions_s"
+                f"{where}; a cut's time lives in frame.transitions_s: move it there as well, or give the "
+                'storyboard "split": true if it continues the previous shot'
+            )
 
 
 def validate_parse(data: Any, vocabulary: tuple[str, ...] | list[str] | None = None) -> None:

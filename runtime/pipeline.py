@@ -48,18 +48,21 @@ from .parse_schema import (
     FrameParse,
     GlobalParse,
     Storyboard,
+    Transition,
     VideoParse,
+    check_cuts_agree,
     parse_to_dict,
 )
 from .parse_schema import (
     VideoInfo as ParseVideoInfo,
 )
+from .progress import NO_PROGRESS, Progress
 from .sampler import NoiseSchedule, make_sampler
 from .storyboard import Span, frame_storyboard_index, resample_to_latent, segment_storyboards, storyboard_mask
 from .tags import TAG_VOCABULARY, normalise_tags, unknown_tags
 from .tempo import MAX_BPM, MIN_BPM, TempoChoice, beat_grid, choose_tempo
 from .text import HashedTextEncoder
-from .transitions import TransitionDetector, cut_indicator, detect_cuts
+from .transitions import DetectedTransition, TransitionDetector, cut_indicator, find_transitions
 from .video import decode_frames, probe
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "bundle"
@@ -132,6 +135,20 @@ class _VideoFeatures:
     tag_probabilities: np.ndarray  # float32 [T, num_tags]
 
 
+@dataclass
+class ParsedVideo:
+    """The decode and parse stages' result (`Pipeline.parse_video`)."""
+
+    info: Any  # vem.runtime.video.VideoInfo
+    features: _VideoFeatures
+    parse: VideoParse
+    duration_s: float
+    source_frames: int  # frames the decoder produced
+    frame_level: dict[str, Any] | None  # how the transitions were found (None: the user's parse)
+    warnings: list[str]
+    timings_s: dict[str, float]
+
+
 class Pipeline:
     """A loaded bundle on a backend. Build with `Pipeline.load`; call `generate` per video."""
 
@@ -192,12 +209,15 @@ class Pipeline:
         guidance: float | None = None,
         seed: int = 0,
         sampler: str | None = None,
-        progress: Callable[[int, int], None] | bool | None = None,
+        progress: Progress | Callable[[int, int], None] | bool | None = None,
         max_video_seconds: float = MAX_VIDEO_SECONDS,
         bpm: float | None = None,
     ) -> Generation:
+        """Music for ``video``. ``progress``: a `Progress` (one per stage), True for bars on stderr,
+        or a callable (step, steps) called after each sampler step."""
         timer = StageTimer()
         started = time.perf_counter()
+        stages = progress if isinstance(progress, Progress) else Progress("bar" if progress is True else "off")
         warm_up_beats()  # the analysis at the end needs librosa's tracker compiled
         sampler_name = sampler or self.bundle.manifest.sampler["name"]
         steps = int(steps or self.bundle.manifest.sampler["steps"])
@@ -216,39 +236,11 @@ class Pipeline:
             if unknown:
                 raise UsageError(f"unknown tag(s) {', '.join(unknown)}; known tags: {', '.join(TAG_VOCABULARY)}")
 
-        with timer("decode"):
-            info = probe(video)
-            if info.duration_s > max_video_seconds:
-                raise InputError(f"{video}: {info.duration_s:.0f} s is longer than the limit of "
-                                 f"{max_video_seconds:.0f} s", hint="cut the video, or raise the limit "
-                                 "(vem-run --max-seconds)")
-            config = self.config
-            decoded = decode_frames(
-                video,
-                fps=config.video.fps,
-                sizes={
-                    "transitions": tuple(config.video.transition_size),
-                    "visual": (config.visual.frame_size, config.visual.frame_size),
-                    "aligner": (config.aligner.frame_size, config.aligner.frame_size),
-                },
-                max_seconds=max_video_seconds,
-            )
-            duration = float(decoded.duration_s or info.duration_s)
-            if decoded.num_frames == 0 or not duration > 0:
-                raise InputError(f"{video}: no video frames could be decoded")
-
+        parsed = self.parse_video(video, parse=parse, tags=user_tags, caption=caption, progress=stages,
+                                  max_video_seconds=max_video_seconds, timer=timer)
+        info, features, video_parse, duration = parsed.info, parsed.features, parsed.parse, parsed.duration_s
+        config = self.config
         with timer("parse"):
-            features = self._video_features(decoded, duration)
-            if parse is None:
-                features.transition_probabilities = self.detector.predict(decoded.frames["transitions"])
-            video_parse = self._parse(str(video), info.fps, features, parse, user_tags, caption)
-            if parse is not None:
-                # The user's (possibly corrected) cuts drive the rhythm path too; the detector
-                # does not run at all.
-                features.transition_probabilities = cut_indicator(
-                    np.asarray(video_parse.frame.transitions_s), len(features.frame_times_s), config.video.fps
-                ).astype(np.float32)
-
             # One tempo for the whole video (every window's grid is a slice of it), from the
             # parse's cuts and pace word, or the user's --bpm. Bundles whose denoiser has no
             # beat-grid input choose their own tempo, as before.
@@ -262,7 +254,8 @@ class Pipeline:
             with timer("condition"):
                 inputs = self._condition(features, video_parse, start_s, end_s, tempo)
             with timer("diffuse"):
-                latent = self._diffuse(inputs, steps, guidance, seed + index, sampler_name, progress,
+                latent = self._diffuse(inputs, steps, guidance, seed + index, sampler_name,
+                                       progress if callable(progress) and not isinstance(progress, Progress) else stages,
                                        label=f"window {index + 1}/{len(windows)}" if len(windows) > 1 else "")
             with timer("decode_audio"):
                 pieces.append(self._decode_audio(latent, end_s - start_s, timer))
@@ -280,11 +273,12 @@ class Pipeline:
             "vem_version": __version__,
             "video": {"path": str(video), "duration_s": duration, "fps": info.fps,
                       "width": info.width, "height": info.height, "rotation": info.rotation,
-                      "codec": info.codec, "frames_at_16fps": int(decoded.num_frames)},
+                      "codec": info.codec, "frames_at_16fps": len(features.frame_times_s),
+                      "source_frames": parsed.source_frames},
             # The full three-level parse (vem-eval and --parse read it back), plus the cut times
             # at the top for a quick look.
             "parse": {**parse_to_dict(video_parse), "transitions_s": list(video_parse.frame.transitions_s),
-                      "source": "user" if parse is not None else "detected"},
+                      "source": "user" if parse is not None else "detected", "frame_level": parsed.frame_level},
             "music": {"files": [], "duration_s": len(waveform) / sample_rate, "sample_rate": sample_rate,
                       "beats_s": [float(b) for b in beats]},
             "metrics": {key: (None if isinstance(value, float) and math.isnan(value) else value)
@@ -309,9 +303,76 @@ class Pipeline:
             "tempo": None if tempo is None else {"bpm": tempo.bpm, "anchor_s": round(tempo.anchor_s, 4),
                                                  "source": tempo.source},
             "environment": _environment(),
-            "warnings": list(decoded.warnings),
+            "warnings": list(parsed.warnings),
         }
         return Generation(waveform, sample_rate, video_parse, report, features.transition_probabilities)
+
+    # ---- stages 1-2: decode and parse ---------------------------------------------------------------
+    def parse_video(
+        self,
+        video: str | os.PathLike,
+        *,
+        parse: VideoParse | None = None,
+        tags: list[str] | None = None,
+        caption: str | None = None,
+        progress: Progress = NO_PROGRESS,
+        max_video_seconds: float = MAX_VIDEO_SECONDS,
+        timer: StageTimer | None = None,
+    ) -> ParsedVideo:
+        """Decode ``video`` once and parse it at the three levels (`vem-run --parse-only` stops here).
+
+        ``parse``: a user's parse; its cuts replace detection (TransNetV2 does not run) and its
+        tags/caption apply unless ``tags``/``caption`` are given."""
+        timer = timer or StageTimer()
+        config = self.config
+        if parse is not None:
+            check_cuts_agree(parse)
+        with timer("decode"):
+            info = probe(video)
+            if info.duration_s > max_video_seconds:
+                raise InputError(f"{video}: {info.duration_s:.0f} s is longer than the limit of "
+                                 f"{max_video_seconds:.0f} s", hint="cut the video, or raise the limit "
+                                 "(vem-run --max-seconds)")
+            expected = max(1, int(min(info.duration_s, max_video_seconds) * info.fps)) if info.fps else None
+            with progress.stage("decode", total=expected, unit="frame") as advance:
+                decoded = decode_frames(
+                    video,
+                    fps=config.video.fps,
+                    sizes={
+                        "transitions": tuple(config.video.transition_size),
+                        "visual": (config.visual.frame_size, config.visual.frame_size),
+                        "aligner": (config.aligner.frame_size, config.aligner.frame_size),
+                    },
+                    max_seconds=max_video_seconds,
+                    progress=advance,
+                )
+            duration = float(decoded.duration_s or info.duration_s)
+            if decoded.num_frames == 0 or not duration > 0:
+                raise InputError(f"{video}: no video frames could be decoded")
+
+        with timer("parse"), progress.stage("parse", total=None, unit="frame") as advance:
+            features = self._video_features(decoded, duration)
+            detected = None
+            if parse is None:
+                detected = find_transitions(decoded.frame_times_s, decoded.signatures, decoded.frames["transitions"],
+                                            self.detector, fps=config.video.fps)
+                features.transition_probabilities = detected.probabilities
+            video_parse = self._parse(str(video), info.fps, features, parse, tags, caption,
+                                      detected.transitions if detected is not None else None)
+            if parse is not None:
+                # The user's (possibly corrected) cuts drive the rhythm path too; the detector
+                # does not run at all.
+                features.transition_probabilities = cut_indicator(
+                    np.asarray(video_parse.frame.transitions_s), len(features.frame_times_s), config.video.fps
+                ).astype(np.float32)
+            advance(len(features.frame_times_s))
+        frame_level = None
+        if detected is not None:
+            frame_level = {"detector": "frame signature + TransNetV2 where unsure",
+                           "transnetv2_windows": detected.windows_run, "windows_total": detected.windows_total,
+                           "found_by": [t.found_by for t in detected.transitions]}
+        return ParsedVideo(info, features, video_parse, duration, int(decoded.frames_decoded), frame_level,
+                           list(decoded.warnings), dict(timer.seconds))
 
     # ---- stage 2: parse ------------------------------------------------------------------------
     def _video_features(self, decoded: Any, duration: float) -> _VideoFeatures:
@@ -336,7 +397,8 @@ class Pipeline:
         )
 
     def _parse(self, path: str, source_fps: float, features: _VideoFeatures, given: VideoParse | None,
-               user_tags: list[str] | None, caption: str | None) -> VideoParse:
+               user_tags: list[str] | None, caption: str | None,
+               detected: list[DetectedTransition] | None = None) -> VideoParse:
         duration = features.duration_s
         if given is not None:
             if given.video.duration_s and given.video.duration_s > duration + 0.5:
@@ -346,32 +408,39 @@ class Pipeline:
             text = caption or given.global_.caption or caption_from_tags(tags)
             storyboards = [s for s in given.storyboards if s.start_s < duration]
             if not storyboards:
-                storyboards = self._storyboards(segment_storyboards(given.frame.transitions_s, duration), features)
+                storyboards = self._storyboards(segment_storyboards(given.frame.transitions_s, duration), features,
+                                                given.frame.transitions_s)
             transitions = [t for t in given.frame.transitions_s if t < duration]
             frame = FrameParse(fps=FRAME_FPS, transitions_s=transitions,
                                transition_frames=[int(round(t * FRAME_FPS)) for t in transitions],
                                transitions=given.frame.transitions)
             return VideoParse(ParseVideoInfo(path, duration, source_fps), GlobalParse(text, tags),
                               storyboards, frame, given.music, extra=dict(given.extra))
-        cuts = detect_cuts(features.transition_probabilities, fps=features.fps)
-        cuts = [float(t) for t in cuts if t < duration]
+        found = [t for t in (detected or []) if t.time_s < duration]
+        cuts = [round(float(t.time_s), 6) for t in found]
         windows = len(self._windows(duration))
         spans = segment_storyboards(cuts, duration, max_storyboards=self.config.condition.max_storyboards * windows)
         tags = user_tags or tags_from_probabilities(features.tag_probabilities.mean(0))
-        frame = FrameParse(fps=FRAME_FPS, transitions_s=cuts, transition_frames=[int(round(t * FRAME_FPS)) for t in cuts])
+        details = [Transition(time_s=cut, kind=t.kind, duration_s=round(t.duration_s, 6), source_frame=t.source_frame)
+                   for cut, t in zip(cuts, found)]
+        frame = FrameParse(fps=FRAME_FPS, transitions_s=cuts, transition_frames=[int(round(t * FRAME_FPS)) for t in cuts],
+                           transitions=details)
         return VideoParse(ParseVideoInfo(path, duration, source_fps),
                           GlobalParse(caption or caption_from_tags(tags), tags),
-                          self._storyboards(spans, features), frame)
+                          self._storyboards(spans, features, cuts), frame)
 
-    def _storyboards(self, spans: list[Span], features: _VideoFeatures) -> list[Storyboard]:
+    def _storyboards(self, spans: list[Span], features: _VideoFeatures,
+                     cuts: list[float] | None = None) -> list[Storyboard]:
         index = frame_storyboard_index(features.frame_times_s, spans)
         storyboards = []
+        cuts = cuts or []
         for i, span in enumerate(spans):
             members = index == i
             probabilities = (features.tag_probabilities[members] if members.any()
                              else features.tag_probabilities).mean(0)
             storyboards.append(Storyboard(span.start_s, span.duration_s,
-                                          describe_storyboard(i, len(spans), tags_from_probabilities(probabilities))))
+                                          describe_storyboard(i, len(spans), tags_from_probabilities(probabilities)),
+                                          split=i > 0 and not any(abs(span.start_s - c) < 1e-6 for c in cuts)))
         return storyboards
 
     # ---- stage 3: condition --------------------------------------------------------------------
@@ -445,7 +514,7 @@ class Pipeline:
 
     # ---- stage 4: diffuse ----------------------------------------------------------------------
     def _diffuse(self, inputs: dict[str, np.ndarray], steps: int, guidance: float, seed: int, sampler_name: str,
-                 progress: Callable[[int, int], None] | bool | None, label: str = "") -> np.ndarray:
+                 progress: Progress | Callable[[int, int], None], label: str = "") -> np.ndarray:
         config = self.config
         frames = inputs["storyboard_mask"].shape[1]
         shape = (1, config.vae.latent_channels, frames, config.latent_mel_bins)
@@ -453,25 +522,21 @@ class Pipeline:
         noise = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
         denoiser = self.runners["denoiser"]
         step = bind_guided(denoiser, inputs, guidance)
-        bar = None
-        if progress is True:
-            from tqdm import tqdm
-
-            bar = tqdm(total=steps, desc=f"diffuse {label}".strip(), unit="step", leave=False)
+        stage = progress.stage(f"diffuse {label}".strip(), total=steps, unit="step") \
+            if isinstance(progress, Progress) else contextlib.nullcontext(None)
         try:
-            z = denoiser.to_device(noise)
-            for index, t in enumerate(sampler.timesteps):
-                eps = step(z, float(t))
-                z = sampler.step(eps, index, z)
-                if bar is not None:
-                    bar.update(1)
-                elif callable(progress):
-                    progress(index + 1, steps)
-            return denoiser.to_host(z)
+            with stage as advance:
+                z = denoiser.to_device(noise)
+                for index, t in enumerate(sampler.timesteps):
+                    eps = step(z, float(t))
+                    z = sampler.step(eps, index, z)
+                    if advance is not None:
+                        advance(1)
+                    elif callable(progress):
+                        progress(index + 1, steps)
+                return denoiser.to_host(z)
         finally:
             step.close()
-            if bar is not None:
-                bar.close()
 
     # ---- stage 5: decode audio -----------------------------------------------------------------
     def _decode_audio(self, latent: np.ndarray, seconds: float, timer: StageTimer) -> np.ndarray:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -85,6 +86,11 @@ class DecodedVideo:
     frames_decoded: int  # pictures the decoder produced (<= the file's count when cut short)
     stopped_at_limit: bool  # True when max_seconds cut the decoding short
     warnings: list[str] = field(default_factory=list)
+    # One entry per decoded source frame, in presentation order (what a player shows): its time
+    # (relative to the first frame, like times_s) and a tiny colour thumbnail (`frame_signature`),
+    # from which cuts are placed on the exact source frame (`vem.runtime.transitions.refine_cuts`).
+    frame_times_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [N] float64
+    signatures: np.ndarray = field(default_factory=lambda: np.zeros((0, *SIGNATURE_SHAPE), np.uint8))  # [N, 3, 9, 16]
 
     @property
     def num_frames(self) -> int:
@@ -325,6 +331,75 @@ def _duration_from_packets(path: str) -> float:
 # decoding
 
 
+# ----------------------------------------------------------------------------------------------
+# the per-source-frame signal
+
+# A 16x9 grid of block means of each of Y, U and V: 432 bytes per source frame (an hour at 60 fps
+# is 93 MB), enough to tell one shot from the next and to place a cut on its exact frame.
+SIGNATURE_SHAPE = (3, 9, 16)
+# Points sampled per grid cell along each axis: block means from a lattice of the decoded planes,
+# read in place (no colour conversion, no scaling pass over the whole picture).
+_SAMPLES_PER_CELL = 6
+_PLANAR_8BIT = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "yuvj440p",
+                "yuv411p", "yuv410p"}
+
+
+def _lattice(length: int, cells: int) -> np.ndarray:
+    points = cells * _SAMPLES_PER_CELL
+    return np.minimum(((np.arange(points) + 0.5) * length / points).astype(np.intp), max(length - 1, 0))
+
+
+def _plane_grid(plane, dtype: np.dtype, shift: int, rows: int, cols: int, step: int = 1, offset: int = 0) -> np.ndarray:
+    """Block means of one plane (``step``/``offset`` pick one channel of an interleaved plane)."""
+    itemsize = np.dtype(dtype).itemsize
+    width = plane.width
+    array = np.frombuffer(plane, dtype).reshape(-1, plane.line_size // itemsize)[: plane.height]
+    points = array[np.ix_(_lattice(plane.height, rows), _lattice(width, cols) * step + offset)]
+    if shift:
+        points = points >> shift
+    return points.reshape(rows, _SAMPLES_PER_CELL, cols, _SAMPLES_PER_CELL).mean(axis=(1, 3))
+
+
+class _SignatureReader:
+    """`frame_signature` for one stream: reads the decoded planes in place where their layout is
+    known, else asks swscale for a small YUV picture (one cached context)."""
+
+    def __init__(self) -> None:
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        _, rows, cols = SIGNATURE_SHAPE
+        name = frame.format.name
+        try:
+            if name in _PLANAR_8BIT:
+                grids = [_plane_grid(p, np.uint8, 0, rows, cols) for p in frame.planes[:3]]
+            elif name.startswith(("yuv420p1", "yuv422p1", "yuv444p1")) and name.endswith("le"):
+                bits = int(name[len("yuv420p"):-2])
+                grids = [_plane_grid(p, np.uint16, bits - 8, rows, cols) for p in frame.planes[:3]]
+            elif name == "nv12":
+                luma, chroma = frame.planes[0], frame.planes[1]
+                grids = [_plane_grid(luma, np.uint8, 0, rows, cols),
+                         _plane_grid(chroma, np.uint8, 0, rows, cols, step=2, offset=0),
+                         _plane_grid(chroma, np.uint8, 0, rows, cols, step=2, offset=1)]
+            elif name == "gray":
+                luma = _plane_grid(frame.planes[0], np.uint8, 0, rows, cols)
+                grids = [luma, np.full_like(luma, 128), np.full_like(luma, 128)]
+            else:
+                grids = None
+        except (ValueError, TypeError):  # a plane whose buffer is not laid out as assumed
+            grids = None
+        if grids is None:
+            small = self._reformatter.reformat(frame, width=cols * _SAMPLES_PER_CELL, height=rows * _SAMPLES_PER_CELL,
+                                               format="yuv444p", interpolation="AREA")
+            grids = [_plane_grid(p, np.uint8, 0, rows, cols) for p in small.planes[:3]]
+        return np.clip(np.rint(np.stack(grids)), 0, 255).astype(np.uint8)
+
+
+def frame_signature(frame: av.VideoFrame) -> np.ndarray:
+    """uint8 [3, 9, 16]: block means of Y, U and V over a 16x9 grid of the stored picture."""
+    return _SignatureReader()(frame)
+
+
 def _check_sizes(sizes: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
     if not sizes:
         raise ValueError("sizes: give at least one name -> (width, height)")
@@ -382,6 +457,7 @@ def decode_frames(
     sizes: dict[str, tuple[int, int]] | None = None,
     max_seconds: float | None = None,
     threads: int = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> DecodedVideo:
     """Decode ``path`` once and return frames at ``fps`` (default 16), at every size in ``sizes``.
 
@@ -389,6 +465,7 @@ def decode_frames(
     max_seconds: stop after this much video (the rest is not decoded, so a limit on a 3-hour
         file returns quickly); ``DecodedVideo.stopped_at_limit`` tells whether it cut.
     threads: decoder threads (0 = FFmpeg picks, frame + slice threading).
+    progress: called now and then with the number of source frames decoded since its last call.
 
     Raises InputError for files `probe` refuses, or when no frame decodes.
     """
@@ -406,6 +483,9 @@ def decode_frames(
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in sizes}
     source_times: list[Fraction] = []
     warnings: list[str] = []
+    read_signature = _SignatureReader()
+    signal_times: list[Fraction] = []
+    signatures: list[np.ndarray] = []
 
     def emit(frame, frame_t: Fraction) -> None:
         arrays = convert(frame)
@@ -429,6 +509,8 @@ def decode_frames(
         decoded_frames = _iter_frames(container, stream, problems)
         for frame in decoded_frames:
             frames_decoded += 1
+            if progress is not None and frames_decoded % 32 == 0:
+                progress(32)
             time_base = as_fraction(frame.time_base)
             if frame.pts is not None and time_base:
                 absolute = frame.pts * time_base
@@ -443,10 +525,13 @@ def decode_frames(
                 # Out-of-order or repeated timestamp (broken stream): keep the newer picture
                 # at the old time rather than going back in time.
                 held = frame
+                signatures[-1] = read_signature(frame)
                 continue
             if limit is not None and t >= limit:
                 stopped_at_limit = True
                 break
+            signal_times.append(t)
+            signatures.append(read_signature(frame))
             # Every output time before this frame shows the frame held so far.
             while held is not None and next_k / step < t:
                 emit(held, held_t)
@@ -455,6 +540,8 @@ def decode_frames(
                 recent_intervals = (recent_intervals + [t - held_t])[-8:]
             held, held_t = frame, t
         decoded_frames.close()  # stop demuxing now (max_seconds): the rest is never read
+        if progress is not None and frames_decoded % 32:
+            progress(frames_decoded % 32)
         if problems.get("bad_packets"):
             warnings.append(
                 f"{problems['bad_packets']} damaged video packet(s) skipped ({problems.get('last_error')})"
@@ -499,4 +586,6 @@ def decode_frames(
         frames_decoded=frames_decoded,
         stopped_at_limit=stopped_at_limit,
         warnings=warnings,
+        frame_times_s=np.array([float(t) for t in signal_times], dtype=np.float64),
+        signatures=np.stack(signatures) if signatures else np.zeros((0, *SIGNATURE_SHAPE), np.uint8),
     )
