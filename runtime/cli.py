@@ -34,13 +34,19 @@ def build_run_parser() -> argparse.ArgumentParser:
                              "tag, so that the cuts fall on beats; bundles with a beat-grid model only)")
     parser.add_argument("--parse", metavar="JSON", help="use this three-level parse instead of parsing the video")
     parser.add_argument("--write-parse", metavar="JSON", help="write the parse used, for editing and re-running")
+    parser.add_argument("--parse-only", action="store_true",
+                        help="decode and parse only: write the parse (--write-parse, default <stem>.vem.parse.json) "
+                             "and --report, and stop before any music is generated, so that cuts, tags and "
+                             "captions can be checked and corrected (then: vem-run VIDEO --parse JSON)")
     parser.add_argument("--report", metavar="JSON", help="write a JSON report (parse, timings, TBIoU)")
     parser.add_argument("--plot", metavar="PNG", help="write a spectrogram with cuts and beats marked")
     parser.add_argument("--max-seconds", type=float, metavar="S",
                         help="refuse videos longer than this (read from the file's header, before decoding; "
                         "default: one hour)")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress or summary (progress is a bar per stage on a terminal, otherwise one line "
+                             "per stage on stderr)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 

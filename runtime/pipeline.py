@@ -68,7 +68,12 @@ from .video import decode_frames, probe
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "bundle"
 WINDOW_OVERLAP_S = 4.0
 CROSSFADE_S = 0.5
-VISUAL_CHUNK_FRAMES = 256
+VISUAL_CHUNK_FRAMES = 64
+# Frames per aligner call (plus its receptive field on each side; see Pipeline._run_aligner).
+ALIGNER_CHUNK_FRAMES = 160
+# Mel frames per vocoder call (plus VOCODER_CONTEXT_FRAMES each side; see Pipeline._vocode).
+VOCODER_CHUNK_FRAMES = 1000
+VOCODER_CONTEXT_FRAMES = 48
 FADE_IN_S, FADE_OUT_S = 0.05, 1.0
 # A generous guard against a wrong file: beyond this the user must cut the video first.
 MAX_VIDEO_SECONDS = 60 * 60.0
@@ -152,13 +157,16 @@ class ParsedVideo:
 class Pipeline:
     """A loaded bundle on a backend. Build with `Pipeline.load`; call `generate` per video."""
 
+    ALL_COMPONENTS = ("transitions", "visual", "aligner", "denoiser", "vae_decoder", "vocoder")
+    PARSE_COMPONENTS = ("transitions", "visual")
+
     def __init__(self, bundle: Bundle, runners: dict[str, Runner], precision: str, backend_reason: str):
         self.bundle = bundle
         self.config = bundle.manifest.config
         self.runners = runners
         self.precision = precision
         self.backend_reason = backend_reason
-        self.backend_name = runners["denoiser"].backend
+        self.backend_name = next(iter(runners.values())).backend
         text = bundle.manifest.text_encoder
         if text.get("kind") != "hashed-bow" or text.get("dim") != self.config.condition.text_dim:
             raise BundleError(f"bundle needs text encoder {text}, which this runtime does not have",
@@ -178,7 +186,10 @@ class Pipeline:
         backend: str = "auto",
         precision: str | None = None,
         threads: int | None = None,
+        components: tuple[str, ...] | None = None,
     ) -> Pipeline:
+        """``components``: load only these graphs (`PARSE_COMPONENTS` for `parse_video` alone:
+        `vem-run --parse-only` neither loads nor holds the generator's graphs)."""
         if not isinstance(bundle, Bundle):
             bundle = load_bundle(bundle if bundle is not None else default_bundle_path())
         available = bundle.manifest.precisions()
@@ -193,7 +204,7 @@ class Pipeline:
         choice = select_backend(backend, bundle, precision=precision, threads=threads)
         runners = {
             name: choice.backend.load_component(bundle, name, precision)
-            for name in ("transitions", "visual", "aligner", "denoiser", "vae_decoder", "vocoder")
+            for name in (components or cls.ALL_COMPONENTS)
         }
         return cls(bundle, runners, precision, choice.reason)
 
@@ -489,10 +500,8 @@ class Pipeline:
             story_visual.append(pool.mean(0))
         start = np.array([[s[0] for s in spans]], dtype=np.float32)
         duration = np.array([[s[1] for s in spans]], dtype=np.float32)
-        aligner = self.runners["aligner"].run({
-            "frames": np.ascontiguousarray(features.aligner_frames[in_window][None]),
-            "transition_probs": features.transition_probabilities[in_window][None].astype(np.float32),
-        })["features"]
+        aligner = self._run_aligner(features.aligner_frames[in_window],
+                                    features.transition_probabilities[in_window].astype(np.float32))
         global_ = video_parse.global_
         grid = {}
         if tempo is not None:
@@ -511,6 +520,28 @@ class Pipeline:
                 aligner.astype(np.float32), frames, config.video.fps, config.latent_frames_per_second
             ).astype(np.float32),
         }
+
+    def _run_aligner(self, frames: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        """Aligner features [1, T, D] for frames [T, A, A, 3], computed in overlapping chunks.
+
+        The aligner convolves in time with stride 1 and no normalisation that spans time (batch
+        norm is folded), so each output frame depends only on the frames within its receptive
+        field: chunks with that much context on each side give the same features as one call, at
+        a fraction of the memory (one call over 60 s held ~0.9 GB of activations)."""
+        aligner_config = self.config.aligner
+        radius = 1 + 2 * sum(aligner_config.blocks_per_stage)  # the stem's and each block's two k=3 convs
+        context = radius + 7  # a margin: exactness does not hinge on the count above
+        count = len(frames)
+        parts = []
+        for begin in range(0, count, ALIGNER_CHUNK_FRAMES):
+            end = min(count, begin + ALIGNER_CHUNK_FRAMES)
+            lo, hi = max(0, begin - context), min(count, end + context)
+            out = self.runners["aligner"].run({
+                "frames": np.ascontiguousarray(frames[lo:hi][None]),
+                "transition_probs": np.ascontiguousarray(probabilities[lo:hi][None]),
+            })["features"]
+            parts.append(out[:, begin - lo:end - lo])
+        return np.concatenate(parts, axis=1)
 
     # ---- stage 4: diffuse ----------------------------------------------------------------------
     def _diffuse(self, inputs: dict[str, np.ndarray], steps: int, guidance: float, seed: int, sampler_name: str,
@@ -544,9 +575,25 @@ class Pipeline:
         with timer("vae_decoder"):
             mel = self.runners["vae_decoder"].run({"latent": latent})["mel"]
         with timer("vocoder"):
-            waveform = self.runners["vocoder"].run({"mel": mel})["waveform"][0]
+            waveform = self._vocode(mel)
         samples = int(round(seconds * self.config.audio.sample_rate))
         return np.asarray(waveform[:samples], dtype=np.float32)
+
+    def _vocode(self, mel: np.ndarray) -> np.ndarray:
+        """Waveform [samples] of mel [1, mel_bins, frames], in overlapping chunks: HiFi-GAN is
+        convolutional with no normalisation across time, so chunks with VOCODER_CONTEXT_FRAMES of
+        context give the samples one call gives (tests/test_pipeline.py compares them), without
+        holding its activations for a whole minute."""
+        vocoder = self.runners["vocoder"]
+        count = mel.shape[2]
+        hop = self.config.audio.hop_length
+        parts = []
+        for begin in range(0, count, VOCODER_CHUNK_FRAMES):
+            end = min(count, begin + VOCODER_CHUNK_FRAMES)
+            lo, hi = max(0, begin - VOCODER_CONTEXT_FRAMES), min(count, end + VOCODER_CONTEXT_FRAMES)
+            out = vocoder.run({"mel": np.ascontiguousarray(mel[:, :, lo:hi])})["waveform"][0]
+            parts.append(out[(begin - lo) * hop:(end - lo) * hop])
+        return np.concatenate(parts)
 
     def _join(self, pieces: list[np.ndarray], windows: list[tuple[float, float]]) -> np.ndarray:
         """Overlapping windows -> one waveform, crossfaded over CROSSFADE_S centred on a beat of

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EXIT_INTERRUPTED, EXIT_OK, InputError, OutputError, UsageError, VemError
+from .progress import Progress
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 # What a folder given as input expands to (containers FFmpeg reads video from).
@@ -63,6 +64,13 @@ def plan_outputs(args: argparse.Namespace, video: str, several: bool) -> Outputs
         mp4 = args.output
     elif target is not None:
         raise UsageError(f"-o {args.output}: use a .wav, .flac or .mp4 file name (or a folder)")
+    if getattr(args, "parse_only", False):
+        # Only the parse (and report): no music is made, so no audio or video is written.
+        if audio is not None or mp4 is not None:
+            raise UsageError(f"-o {args.output}: --parse-only writes no music; name the parse file with --write-parse")
+        parse_path = args.write_parse if args.write_parse and not several else str(folder / f"{stem}.vem.parse.json")
+        report = str(folder / f"{stem}.vem.report.json") if args.report and several else args.report
+        return Outputs(None, None, report, None, parse_path)
     if audio is None and mp4 is None:  # no single file named: both, by the default names
         audio, mp4 = str(folder / f"{stem}.vem.wav"), str(folder / f"{stem}.vem.mp4")
 
@@ -136,9 +144,12 @@ def run_one(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, pa
         raise InputError(f"{video}: no such file")
     _check_outputs(outputs, video, args.force)
     limit = args.max_seconds if args.max_seconds is not None else MAX_VIDEO_SECONDS
+    progress = Progress.for_stream(sys.stderr, quiet=args.quiet)
+    if getattr(args, "parse_only", False):
+        return _parse_only(pipeline, args, video, outputs, parse, parse_source, limit, progress)
     result = pipeline.generate(
         video, parse=parse, tags=args.tags, caption=args.caption, steps=args.steps, guidance=args.guidance,
-        seed=args.seed, progress=not args.quiet and sys.stderr.isatty(), max_video_seconds=limit,
+        seed=args.seed, progress=progress, max_video_seconds=limit,
         bpm=args.bpm,
     )
     report = result.report
@@ -180,13 +191,53 @@ def run_one(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, pa
     return report
 
 
+def _parse_only(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, parse, parse_source,
+                limit: float, progress) -> dict:
+    """`vem-run --parse-only`: decode and parse, write the parse (and report), generate nothing."""
+    import contextlib
+    import time
+
+    from .atomic import atomic_output
+    from .parse_schema import parse_to_dict
+    from .tags import normalise_tags
+
+    started = time.perf_counter()
+    parsed = pipeline.parse_video(video, parse=parse, tags=normalise_tags(args.tags) if args.tags else None,
+                                  caption=args.caption, progress=progress, max_video_seconds=limit)
+    for warning in parsed.warnings:
+        print(f"warning: {video}: {warning}", file=sys.stderr)
+    info = parsed.info
+    report = {
+        "video": {"path": str(video), "duration_s": parsed.duration_s, "fps": info.fps, "width": info.width,
+                  "height": info.height, "rotation": info.rotation, "codec": info.codec,
+                  "source_frames": parsed.source_frames},
+        "parse": {**parse_to_dict(parsed.parse), "source": "user" if parse is not None else "detected",
+                  "source_file": parse_source, "frame_level": parsed.frame_level},
+        "timings_s": {**parsed.timings_s, "total": time.perf_counter() - started},
+        "parse_only": True,
+        "music": {"files": []},
+        "warnings": parsed.warnings,
+    }
+    with contextlib.ExitStack() as staged_outputs:
+        for path, data in ((outputs.parse, parse_to_dict(parsed.parse)), (outputs.report, report)):
+            if path:
+                temp = staged_outputs.enter_context(atomic_output(path, force=args.force, inputs=[video]))
+                _write_json_to(temp, data)
+                report["music"]["files"].append(os.path.abspath(path))
+    return report
+
+
 def summary(report: dict) -> str:
     timings = report["timings_s"]
     order = ["decode", "parse", "condition", "diffuse", "decode_audio", "analyse", "write", "total"]
     lines = [f"{report['video']['path']}: {report['video']['duration_s']:.1f} s video, "
-             f"{len(report['parse']['transitions_s'])} cuts, {len(report['parse']['storyboards'])} storyboards, "
+             f"{len(report['parse']['frame']['transitions_s'])} cuts, {len(report['parse']['storyboards'])} storyboards, "
              f"tags {', '.join(report['parse']['global']['tags'])}"]
     lines.append("  " + "  ".join(f"{name} {timings[name]:.2f}s" for name in order if name in timings))
+    if report.get("parse_only"):
+        lines.append("  wrote " + ", ".join(os.path.relpath(f) for f in report["music"]["files"])
+                     + "  (parse only: edit it, then vem-run VIDEO --parse JSON)")
+        return "\n".join(lines)
     metrics = report["metrics"]
     hit, chance = metrics.get("hit_70ms"), metrics.get("chance_70ms")
     rhythm = f"  TBIoU {metrics['tbiou']:.3f}"
@@ -276,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     debug = args.debug
     try:
-        from .parse_schema import load_parse
+        from .parse_schema import check_cuts_agree, load_parse
         from .pipeline import Pipeline
         from .tags import TAG_VOCABULARY
 
@@ -296,10 +347,12 @@ def _main(args: argparse.Namespace) -> int:
             try:
                 # Tags are checked against the runtime's vocabulary: the bundle knows no others.
                 parse = load_parse(args.parse, vocabulary=TAG_VOCABULARY)
+                check_cuts_agree(parse)
                 parse_source = _parse_source(args.parse)
             except (OSError, ValueError) as error:  # ParseError names the file and the field
                 raise InputError(f"bad parse JSON: {error}") from None
-        pipeline = Pipeline.load(args.bundle, backend=args.backend, precision=args.precision)
+        pipeline = Pipeline.load(args.bundle, backend=args.backend, precision=args.precision,
+                                 components=Pipeline.PARSE_COMPONENTS if args.parse_only else None)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

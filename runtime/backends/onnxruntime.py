@@ -164,6 +164,12 @@ class OnnxRuntimeRunner(Runner):
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
+        if name != "denoiser":
+            # The other graphs run a few times per video on shapes that change with its length:
+            # the CPU arena would keep the largest call's activations for the rest of the process
+            # (the 60 s aligner call alone held 0.9 GB, 0.5 GB without it). The denoiser runs the
+            # same shapes every step, where the arena saves its allocations.
+            options.enable_cpu_mem_arena = False
         if os.environ.get(SPINNING_ENV, "0") != "1":
             # ORT's intra-op threads spin after each run by default (lower latency for back-to-back
             # runs of one session). The runtime alternates sessions (and runs the denoiser's two
