@@ -71,6 +71,9 @@ CROSSFADE_S = 0.5
 VISUAL_CHUNK_FRAMES = 64
 # Frames per aligner call (plus its receptive field on each side; see Pipeline._run_aligner).
 ALIGNER_CHUNK_FRAMES = 160
+# Latent frames per VAE decoder call and the overlap of neighbouring calls (Pipeline._vae_decode).
+VAE_CHUNK_FRAMES = 300
+VAE_OVERLAP_FRAMES = 25
 # Mel frames per vocoder call (plus VOCODER_CONTEXT_FRAMES each side; see Pipeline._vocode).
 VOCODER_CHUNK_FRAMES = 1000
 VOCODER_CONTEXT_FRAMES = 48
@@ -98,6 +101,27 @@ def _environment() -> dict[str, str]:
 
     return {"python": platform.python_version(), "numpy": np.__version__, "onnxruntime": onnxruntime.__version__,
             "av": av.__version__, "machine": platform.machine()}
+
+
+def release_free_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc's malloc_trim; elsewhere nothing).
+
+    FFmpeg's decoder threads and ONNX Runtime free their buffers into per-thread malloc arenas
+    that glibc keeps: after decoding a 60 s 1080p video ~350 MB stayed resident although nothing
+    used it, and the next stage's peak came on top of it."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            import ctypes
+
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM = None
 
 
 def default_bundle_path() -> Path:
@@ -268,6 +292,7 @@ class Pipeline:
                 latent = self._diffuse(inputs, steps, guidance, seed + index, sampler_name,
                                        progress if callable(progress) and not isinstance(progress, Progress) else stages,
                                        label=f"window {index + 1}/{len(windows)}" if len(windows) > 1 else "")
+            release_free_memory()
             with timer("decode_audio"):
                 pieces.append(self._decode_audio(latent, end_s - start_s, timer))
         with timer("decode_audio"):
@@ -377,13 +402,16 @@ class Pipeline:
                     np.asarray(video_parse.frame.transitions_s), len(features.frame_times_s), config.video.fps
                 ).astype(np.float32)
             advance(len(features.frame_times_s))
+        source_frames, warnings = int(decoded.frames_decoded), list(decoded.warnings)
+        del decoded  # the frames the condition stage needs live on in `features`
+        release_free_memory()
         frame_level = None
         if detected is not None:
             frame_level = {"detector": "frame signature + TransNetV2 where unsure",
                            "transnetv2_windows": detected.windows_run, "windows_total": detected.windows_total,
                            "found_by": [t.found_by for t in detected.transitions]}
-        return ParsedVideo(info, features, video_parse, duration, int(decoded.frames_decoded), frame_level,
-                           list(decoded.warnings), dict(timer.seconds))
+        return ParsedVideo(info, features, video_parse, duration, source_frames, frame_level, warnings,
+                           dict(timer.seconds))
 
     # ---- stage 2: parse ------------------------------------------------------------------------
     def _video_features(self, decoded: Any, duration: float) -> _VideoFeatures:
@@ -573,11 +601,46 @@ class Pipeline:
     def _decode_audio(self, latent: np.ndarray, seconds: float, timer: StageTimer) -> np.ndarray:
         # Sub-stages of decode_audio, kept apart for vem-bench.
         with timer("vae_decoder"):
-            mel = self.runners["vae_decoder"].run({"latent": latent})["mel"]
+            mel = self._vae_decode(latent)
         with timer("vocoder"):
             waveform = self._vocode(mel)
         samples = int(round(seconds * self.config.audio.sample_rate))
         return np.asarray(waveform[:samples], dtype=np.float32)
+
+    def _vae_decode(self, latent: np.ndarray) -> np.ndarray:
+        """Log-mel [1, mel_bins, frames] of latent [1, C, T, F]; latents longer than
+        VAE_CHUNK_FRAMES are decoded in overlapping chunks joined by linear crossfades.
+
+        Unlike the aligner and the vocoder, the VAE decoder normalises over time (GroupNorm), so
+        chunks are not bit-identical to one call: the mel differs by ~1 % where they meet
+        (tests/test_pipeline.py bounds it). One call over 60 s held ~1 GB of activations, more
+        than everything else together; the demo VAE was trained on 8-14 s clips, the chunk length
+        it normalises over here. Up to VAE_CHUNK_FRAMES (12 s) one call, as before."""
+        decoder = self.runners["vae_decoder"]
+        count = latent.shape[2]
+        if count <= VAE_CHUNK_FRAMES + 2 * VAE_OVERLAP_FRAMES:
+            return decoder.run({"latent": latent})["mel"]
+        scale = self.config.vae.downsample  # mel frames per latent frame
+        pieces = math.ceil((count - VAE_OVERLAP_FRAMES) / (VAE_CHUNK_FRAMES + VAE_OVERLAP_FRAMES))
+        hop = math.ceil((count - VAE_OVERLAP_FRAMES) / pieces)
+        mel = None
+        weight = None
+        for index in range(pieces):
+            lo, hi = index * hop, min(count, index * hop + hop + VAE_OVERLAP_FRAMES)
+            out = decoder.run({"latent": np.ascontiguousarray(latent[:, :, lo:hi])})["mel"].astype(np.float32)
+            if mel is None:
+                mel = np.zeros((*out.shape[:2], count * scale), np.float32)
+                weight = np.zeros(count * scale, np.float32)
+            # A triangle-free trapezoid: 1 inside, linear ramps over the overlaps with neighbours.
+            ramp = np.ones(out.shape[2], np.float32)
+            fade = VAE_OVERLAP_FRAMES * scale
+            if index > 0:
+                ramp[:fade] = np.linspace(0.0, 1.0, fade + 2, dtype=np.float32)[1:-1]
+            if hi < count:
+                ramp[-fade:] = np.linspace(1.0, 0.0, fade + 2, dtype=np.float32)[1:-1]
+            mel[:, :, lo * scale:hi * scale] += out * ramp
+            weight[lo * scale:hi * scale] += ramp
+        return mel / weight
 
     def _vocode(self, mel: np.ndarray) -> np.ndarray:
         """Waveform [samples] of mel [1, mel_bins, frames], in overlapping chunks: HiFi-GAN is
