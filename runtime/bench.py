@@ -311,6 +311,120 @@ def run_bench(bundle: str | None, precisions: list[str | None], backends: list[s
             "bundle": str(bundle) if bundle else "shipped", "results": results}
 
 
+# ---- the front end and whole processes -------------------------------------------------------------
+# What a user waits for and how much memory the machine must have: separate processes, timed from
+# outside (wall clock, and the kernel's peak resident set of that process via wait4).
+FRONT_END_FORMAT = 1
+_BARE_DECODE = """
+import sys, av
+with av.open(sys.argv[1]) as container:
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    frames = sum(1 for _ in container.decode(stream))
+print(frames)
+"""
+_VEM_RUN = "import sys; from vem.runtime.run import main; sys.exit(main())"
+
+
+# The kernel's peak resident set of a child (wait4's ru_maxrss) starts from the memory of the
+# process that forked it, which exec does not reset: started from the benchmark (hundreds of MB)
+# it would hide the child's own figure. So a fresh, small Python (~10 MB) starts the command and
+# reports what wait4 says of it.
+_MEASURE = """
+import json, os, subprocess, sys, time
+started = time.perf_counter()
+child = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL if sys.argv[1] == "-" else open(sys.argv[1], "wb"))
+_, status, usage = os.wait4(child.pid, 0)
+print(json.dumps({"wall_s": time.perf_counter() - started, "cpu_s": usage.ru_utime + usage.ru_stime,
+                  "maxrss": usage.ru_maxrss, "exit": os.waitstatus_to_exitcode(status)}))
+"""
+
+
+def run_process(argv: list[str]) -> dict[str, Any]:
+    """Run ``argv`` to completion: its wall time, CPU time and peak resident memory (Linux, macOS;
+    the figure includes the ~10 MB of the small Python that starts it)."""
+    import subprocess
+
+    with tempfile.NamedTemporaryFile() as stdout:
+        done = subprocess.run([sys.executable, "-c", _MEASURE, stdout.name, *argv], capture_output=True, text=True)
+        out = Path(stdout.name).read_bytes()
+    if done.returncode != 0 or not done.stdout.strip():
+        raise RuntimeError(f"measuring {' '.join(argv[:4])} ... failed: {done.stderr[-800:]}")
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    if measured["exit"] != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])} ... exited {measured['exit']}: {done.stderr[-800:]}")
+    scale = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0
+    return {"wall_s": measured["wall_s"], "cpu_s": measured["cpu_s"], "peak_rss_mib": measured["maxrss"] / scale,
+            "stdout": out.decode(errors="replace")[-400:]}
+
+
+def write_front_end_videos(folder: Path) -> dict[str, Any]:
+    """The front end's material: 60 s of 1080p and 10 s of 720p H.264 at 30 fps, slideshows of
+    photographs (scikit-image's; procedural pictures without it) with known cut frames."""
+    from .slideshow import free_shots, write_slideshow
+
+    long = write_slideshow(folder / "front_60s_1080p.mp4", free_shots(60, seed=2), fps=30, size=(1920, 1080))
+    short = write_slideshow(folder / "front_10s_720p.mp4", free_shots(10, seed=1), fps=30, size=(1280, 720))
+    return {"60s_1080p": long, "10s_720p": short}
+
+
+def run_front_end_bench(bundle: str | None, repeats: int = 3, quiet: bool = False,
+                        videos_dir: str | None = None) -> dict[str, Any]:
+    """Bare PyAV decoding vs `vem-run --parse-only` (60 s 1080p), a full `vem-run` of the same
+    video (its peak memory), and the 10 s 720p whole-process real-time factor with the defaults.
+    Every figure is the median of ``repeats`` separate processes."""
+    python = sys.executable
+    bundle_args = ["--bundle", bundle] if bundle else []
+    started_load = load_average()
+
+    def say(text: str) -> None:
+        if not quiet:
+            print(text, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="vem-front-") as scratch:
+        folder = Path(videos_dir) if videos_dir else Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        say("writing the videos (60 s 1080p, 10 s 720p H.264) ...")
+        videos = write_front_end_videos(folder)
+        out = Path(scratch) / "out"
+        out.mkdir()
+
+        def medians(label: str, argv: list[str]) -> dict[str, Any]:
+            runs = [run_process(argv) for _ in range(repeats)]
+            row = {key: statistics.median(run[key] for run in runs) for key in ("wall_s", "cpu_s", "peak_rss_mib")}
+            row["runs"] = [{k: v for k, v in run.items() if k != "stdout"} for run in runs]
+            say(f"{label:<42} wall {row['wall_s']:6.2f} s  cpu {row['cpu_s']:6.2f} s  "
+                f"peak {row['peak_rss_mib']:7.0f} MiB")
+            return row
+
+        long, short = videos["60s_1080p"], videos["10s_720p"]
+        run_args = ["-q", "--force", "-o", str(out)]
+        results = {
+            "bare_decode_60s_1080p": medians("bare PyAV decode, 60 s 1080p", [python, "-c", _BARE_DECODE, long.path]),
+            "parse_only_60s_1080p": medians("vem-run --parse-only, 60 s 1080p",
+                                            [python, "-c", _VEM_RUN, long.path, "--parse-only", *run_args,
+                                             *bundle_args]),
+            "generate_60s_1080p": medians("vem-run (defaults), 60 s 1080p",
+                                          [python, "-c", _VEM_RUN, long.path, *run_args, *bundle_args]),
+            "generate_10s_720p": medians("vem-run (defaults), 10 s 720p",
+                                         [python, "-c", _VEM_RUN, short.path, *run_args, *bundle_args]),
+        }
+    ratio = results["parse_only_60s_1080p"]["wall_s"] / results["bare_decode_60s_1080p"]["wall_s"]
+    rtf = results["generate_10s_720p"]["wall_s"] / short.duration_s
+    summary = {"parse_only_over_bare_decode": ratio, "rtf_10s_720p": rtf,
+               "peak_rss_60s_1080p_mib": results["generate_60s_1080p"]["peak_rss_mib"]}
+    say(f"parse-only / bare decode {ratio:.2f}x (bar 2.0); 10 s 720p RTF {rtf:.2f} (bar 0.4); "
+        f"60 s 1080p generation peak {summary['peak_rss_60s_1080p_mib']:.0f} MiB (bar 1024)")
+    machine = machine_description(gemm=False)
+    machine["load_average_at_start"] = started_load
+    return {"format": FRONT_END_FORMAT, "tool": "vem-bench --front-end", "machine": machine,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "repeats": repeats,
+            "bundle": str(bundle) if bundle else "shipped",
+            "videos": {name: {"codec": v.codec, "fps": float(v.fps), "size": list(v.size), "seconds": v.duration_s,
+                              "cuts": len(v.transitions)} for name, v in videos.items()},
+            "results": results, "summary": summary}
+
+
 HEADER = (f"{'backend':<12} {'prec':<5} {'video':>6} {'steps':>5} {'decode':>7} {'parse':>6} {'cond':>6} "
           f"{'step':>7} {'diffuse':>8} {'vae':>6} {'vocoder':>7} {'write':>6} {'total':>7} {'spread':>6} "
           f"{'RTF':>6} {'peak MiB':>8}")
@@ -346,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "runs its two guidance branches concurrently with half of them each")
     parser.add_argument("--no-gemm", action="store_true", help="skip the GEMM ceiling measurement")
     parser.add_argument("--json", metavar="PATH", help="write results as JSON")
+    parser.add_argument("--front-end", action="store_true",
+                        help="instead: whole processes timed from outside -- bare PyAV decoding vs `vem-run "
+                             "--parse-only` of 60 s of 1080p H.264, a full `vem-run` of it (peak memory), and the "
+                             "10 s 720p real-time factor with the defaults (--repeats processes each)")
     return parser
 
 
@@ -385,6 +503,12 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [b for b in backends if b not in ("auto", "onnxruntime", "tensorrt")]
         if unknown:
             raise UsageError(f"unknown backend(s) {', '.join(unknown)}; choose from auto, onnxruntime, tensorrt")
+        if args.front_end:
+            result = run_front_end_bench(args.bundle, repeats=args.repeats)
+            if args.json:
+                Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+                print(f"wrote {args.json}")
+            return 0
         print(f"time per stage in seconds: median of {args.repeats} run(s) after {args.warmup} warm-up; "
               "step = one guided denoiser call + sampler update; spread = (max - min) / median of total",
               flush=True)

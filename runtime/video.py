@@ -431,8 +431,12 @@ class _FrameConverter:
     def __call__(self, frame: av.VideoFrame) -> dict[str, np.ndarray]:
         if frame is self._last_frame:  # held over several output times: convert once
             return self._last_arrays
-        arrays = {}
+        arrays: dict[str, np.ndarray] = {}
+        by_size: dict[tuple[int, int], np.ndarray] = {}  # parsers that share a size share one conversion
         for name, (width, height) in self.sizes.items():
+            if (width, height) in by_size:
+                arrays[name] = by_size[(width, height)]
+                continue
             # Scale in the stored orientation (swap the target for quarter turns), rotate after:
             # rotating a small array is cheaper than rotating the decoded picture.
             stored_w, stored_h = (height, width) if self.quarter_turns % 2 else (width, height)
@@ -446,7 +450,7 @@ class _FrameConverter:
             ).to_ndarray()
             if self.quarter_turns:
                 rgb = np.ascontiguousarray(np.rot90(rgb, k=self.quarter_turns))
-            arrays[name] = rgb
+            arrays[name] = by_size[(width, height)] = rgb
         self._last_frame, self._last_arrays = frame, arrays
         return arrays
 
