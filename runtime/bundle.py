@@ -124,12 +124,14 @@ class Manifest:
 
     def component(self, name: str, precision: str) -> ComponentEntry:
         """The graph of `name` at `precision`, falling back to fp32 for components exported only
-        in fp32 (the recipes keep some small components in fp32 on purpose)."""
-        for wanted in (precision, "fp32"):
+        in fp32 (the recipes keep some small components in fp32 on purpose), then to fp16 (a
+        bundle for GPUs and CPUs holds int8 graphs only where int8 pays, and TransNetV2 only in
+        fp16: its weights are stored in fp16 but it computes in fp32)."""
+        for wanted in dict.fromkeys((precision, "fp32", "fp16")):
             for entry in self.components:
                 if entry.name == name and entry.precision == wanted:
                     return entry
-        raise BundleError(f"bundle has no {name!r} component at {precision} or fp32",
+        raise BundleError(f"bundle has no {name!r} component at {precision}, fp32 or fp16",
                           hint="re-export the bundle with vem-export")
 
 

@@ -124,6 +124,26 @@ def release_free_memory() -> None:
 _MALLOC_TRIM = None
 
 
+# The precision a bundle runs at unless told: on a GPU fp16 (tensor cores; TensorRT builds the
+# fp16 graphs strongly typed), on a CPU int8 and else fp32 -- ONNX Runtime's CPU provider runs an
+# fp16 graph through casts to fp32, slower than the fp32 graph itself (README "CPU default").
+GPU_PRECISIONS = ("fp16", "int8", "fp32")
+CPU_PRECISIONS = ("int8", "fp32", "fp16")
+
+
+def default_precision(available: list[str], on_gpu: bool) -> str:
+    for precision in GPU_PRECISIONS if on_gpu else CPU_PRECISIONS:
+        if precision in available:
+            return precision
+    raise BundleError("bundle has no graphs", hint="re-export it with vem-export")
+
+
+def _runs_on_gpu(choice: Any) -> bool:
+    from .backends.onnxruntime import GPU_PROVIDERS
+
+    return choice.name == "tensorrt" or getattr(choice.backend, "best_provider", None) in GPU_PROVIDERS
+
+
 def default_bundle_path() -> Path:
     override = os.environ.get("VEM_BUNDLE")
     return Path(override) if override else DEFAULT_BUNDLE
@@ -218,8 +238,9 @@ class Pipeline:
             bundle = load_bundle(bundle if bundle is not None else default_bundle_path())
         available = bundle.manifest.precisions()
         if precision is None:
-            # An int8 bundle (fp32 graphs + the int8 ones that passed calibration) runs at int8.
-            precision = "int8" if "int8" in available else available[0]
+            tentative = select_backend(backend, bundle, precision="fp16" if "fp16" in available else available[0],
+                                       threads=threads)
+            precision = default_precision(available, on_gpu=_runs_on_gpu(tentative))
         elif precision not in ("fp32", "fp16", "int8"):
             raise UsageError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
         elif precision not in available:
