@@ -307,14 +307,15 @@ class Pipeline:
         windows = self._windows(duration)
         pieces: list[np.ndarray] = []
         for index, (start_s, end_s) in enumerate(windows):
-            with timer("condition"):
+            label = f" window {index + 1}/{len(windows)}" if len(windows) > 1 else ""
+            with timer("condition"), stages.stage("condition" + label, unit="window"):
                 inputs = self._condition(features, video_parse, start_s, end_s, tempo)
             with timer("diffuse"):
                 latent = self._diffuse(inputs, steps, guidance, seed + index, sampler_name,
                                        progress if callable(progress) and not isinstance(progress, Progress) else stages,
-                                       label=f"window {index + 1}/{len(windows)}" if len(windows) > 1 else "")
+                                       label=label.strip())
             release_free_memory()
-            with timer("decode_audio"):
+            with timer("decode_audio"), stages.stage("decode audio" + label, unit="window"):
                 pieces.append(self._decode_audio(latent, end_s - start_s, timer))
         with timer("decode_audio"):
             waveform = self._join(pieces, windows)

@@ -160,6 +160,8 @@ def run_one(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, pa
 
     started = time.perf_counter()
     with contextlib.ExitStack() as staged_outputs:
+        staged_outputs.enter_context(progress.stage("write", unit="file"))
+
         def write(path: str, writer) -> None:
             # `writer(temp)` fills a temporary file that becomes `path` when the whole `with`
             # block succeeds. The writers are atomic themselves; here they replace our temporary

@@ -30,6 +30,8 @@ CASES = {
     "mpeg4-29.97-free": ("mpeg4", Fraction(30000, 1001), lambda: free_shots(10, seed=14)),
     "h264-60-free": ("h264", 60, lambda: free_shots(8, seed=15, low_s=1.0, high_s=2.5)),
     "h264-24-steady": ("h264", 24, lambda: steady_shots(8, 1.25, seed=16)),
+    # 20 s with a long last shot: where a false cut at 18.0 s was reported on such videos.
+    "mpeg4-25-20s-long-last-shot": ("mpeg4", 25, lambda: free_shots(14, seed=17) + [Shot("chelsea", 6.0, pan=(0.2, 0.0))]),
 }
 
 
