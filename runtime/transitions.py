@@ -283,6 +283,7 @@ WEAK_CHANGE = 1.0
 WEAK_STAND_OUT = 3.0
 SPREAD_CHANGE = 8.0  # change across 0.5 s (without a strong cut inside) that may be a dissolve
 REAL_CHANGE = 3.0  # a gradual detection across which the picture changes less than this is dropped
+CONFIRM_THRESHOLD = 0.2  # TransNetV2's probability that confirms a cut-like jump of the signal
 GRADUAL_SPAN_S = 0.25  # half the span over which a spread change is measured
 MIN_SEPARATION_S = DEFAULT_MIN_GAP_S
 
@@ -444,6 +445,7 @@ def find_transitions(
 
     # 1. Hard cuts the signal settles alone; jumps it cannot settle.
     unsure_times: list[float] = []
+    weak_cuts: list[int] = []  # jumps that look like cuts but too small to trust without the network
     for j in np.flatnonzero(signal.changes >= WEAK_CHANGE):
         j = int(j)
         if signal.hard_cut(j, change=STRONG_CHANGE, stand_out=STAND_OUT):
@@ -452,6 +454,8 @@ def find_transitions(
         elif (signal.is_peak(j) and signal.changes[j] >= WEAK_STAND_OUT * signal.background(j) + 0.5
               and signal.concentrated(j)):
             unsure_times.append(float(signal.times[j]))
+            if signal.hard_cut(j, change=WEAK_CHANGE, stand_out=WEAK_STAND_OUT):
+                weak_cuts.append(j)
     # 2. Changes spread over several frames, away from the cuts found.
     cut_frames = np.array([c.source_frame for c in found], dtype=np.int64)
     net = signal.net_change()
@@ -474,6 +478,14 @@ def find_transitions(
         single, _ = detector.predict_heads(parse_frames, windows=stripes)
         ran = ~np.isnan(single)
         probabilities[ran] = single[ran]
+        # A cut-like jump the network also sees, if less surely than its own threshold: a cut
+        # between two pictures of similar colours (TransNetV2 gave 0.43 to one such cut).
+        for j in weak_cuts:
+            t = float(signal.times[j])
+            k = _parse_index_of_cut(t, fps)
+            nearby = np.nan_to_num(single[max(0, k - 2):k + 3], nan=0.0)
+            if len(nearby) and nearby.max() >= CONFIRM_THRESHOLD:
+                found.append(DetectedTransition("cut", j, t, j, t, "transnetv2", float(signal.changes[j])))
         for peak in transition_frames(np.nan_to_num(single, nan=0.0), threshold):
             begin_s, end_s = (peak - 1) / fps, (peak + 3) / fps
             if any(abs(c.time_s - (peak + 1) / fps) < MIN_SEPARATION_S + 1 / fps for c in found):
