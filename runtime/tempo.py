@@ -139,3 +139,187 @@ def beat_grid(beats_s, frames: int, frames_per_second: float, start_s: float = 0
         inside = (index >= 0) & (index < frames)
         np.add.at(grid, index[inside], share[inside])
     return grid
+
+
+# ----------------------------------------------------------------------------------------------
+# Tempo maps: free edits, every hard cut on a beat
+#
+# A steady tempo fitted to freely edited cuts (1.4-5 s apart, as people edit without music) puts
+# many cuts between beats. Film composers hit such sync points with a tempo map: the tempo moves
+# smoothly between hit points so that each lands on a beat. `tempo_map` chooses, between each pair
+# of consecutive cuts, a whole number of beats whose tempo glides geometrically from where the
+# previous stretch ended -- so the tempo never jumps, and changes by at most
+# ``max_change_per_bar`` per bar of four beats -- inside TEMPO_RANGE_BPM, preferring stretches of
+# whole bars (cuts on downbeats) and tempi near the pace word's. A cut that no such map can reach
+# (two cuts closer than one beat at the fastest tempo, or a tempo that would have to change faster
+# than the bound) is left off the grid, and the map says which and why.
+
+# Real scores move a few percent per bar in a ritardando or accelerando; 4 % per bar keeps a map
+# audibly "in tempo" (docs/rhythm.md measures what the bound costs in cuts left off).
+MAX_CHANGE_PER_BAR = 0.04
+SKIP_COST = 4.0  # cost of leaving a cut off the grid, against the per-stretch costs below
+GLIDE_WEIGHT = 20.0  # per unit of |log| tempo change per bar
+STRETCH_BAR_BONUS = 0.3  # a stretch of whole bars between cuts (the next cut on a downbeat)
+MAP_PRIOR_WEIGHT = 0.5  # |log2(tempo / pace prior)| of each stretch
+MAX_SKIPPED = 2  # cuts one stretch may leave off between two kept ones
+
+
+@dataclass(frozen=True)
+class TempoMap:
+    """Beat times that put the chosen cuts on beats, with the tempo moving smoothly between them."""
+
+    beats_s: np.ndarray  # every beat in [0, duration), ascending
+    source: str  # "map" (fitted to the cuts), "steady", "user" or "prior" (see `tempo_map`)
+    on_grid_s: tuple[float, ...]  # the cuts that are beats
+    left_off: tuple[dict, ...]  # {"time_s": t, "reason": "..."} for each cut left off the grid
+
+    @property
+    def anchor_s(self) -> float:
+        return float(self.beats_s[0]) if len(self.beats_s) else 0.0
+
+    @property
+    def bpm(self) -> float:
+        """The median tempo (BPM) of the map."""
+        if len(self.beats_s) < 2:
+            return 0.0
+        return float(60.0 / np.median(np.diff(self.beats_s)))
+
+    @property
+    def bpm_range(self) -> tuple[float, float]:
+        if len(self.beats_s) < 2:
+            return (0.0, 0.0)
+        periods = np.diff(self.beats_s)
+        return float(60.0 / periods.max()), float(60.0 / periods.min())
+
+    def beats(self, duration_s: float) -> np.ndarray:
+        return self.beats_s[self.beats_s < duration_s]
+
+    def report(self) -> dict:
+        low, high = self.bpm_range
+        return {"bpm": round(self.bpm, 2), "bpm_range": [round(low, 2), round(high, 2)],
+                "anchor_s": round(self.anchor_s, 4), "source": self.source,
+                "cuts_on_grid": len(self.on_grid_s), "cuts_left_off": list(self.left_off)}
+
+
+def _glide(start_period: float, length_s: float, beats: int, max_log_ratio: float = math.log(2.0)) -> float | None:
+    """The per-beat ratio r with start_period * (r + r^2 + ... + r^beats) = length_s (the stretch's
+    first beat comes one glided period after the cut), or None when no r with |log r| <=
+    ``max_log_ratio`` fits."""
+    def total(r: float) -> float:
+        return start_period * (beats if abs(r - 1.0) < 1e-12 else r * (r ** beats - 1.0) / (r - 1.0))
+
+    low, high = math.exp(-max_log_ratio), math.exp(max_log_ratio)
+    if not total(low) <= length_s <= total(high):
+        return None
+    for _ in range(40):  # bisection: total() grows with r
+        middle = 0.5 * (low + high)
+        if total(middle) < length_s:
+            low = middle
+        else:
+            high = middle
+    return 0.5 * (low + high)
+
+
+def tempo_map(cuts_s, duration_s: float, tags: list[str] | tuple[str, ...] = (),
+              max_change_per_bar: float = MAX_CHANGE_PER_BAR) -> TempoMap:
+    """A tempo map through the cuts (see above). Fewer than two cuts: the steady `choose_tempo`."""
+    if not (math.isfinite(duration_s) and duration_s > 0):
+        raise ValueError(f"duration_s must be a positive number, got {duration_s}")
+    cuts = np.sort(np.asarray(cuts_s, dtype=np.float64).reshape(-1))
+    cuts = cuts[np.isfinite(cuts) & (cuts >= 0) & (cuts < duration_s)]
+    if cuts.size < 2:
+        steady = choose_tempo(cuts, tags)
+        return TempoMap(steady.beats(duration_s), steady.source, tuple(float(c) for c in cuts[:1]), ())
+    slowest, fastest = 60.0 / TEMPO_RANGE_BPM[0], 60.0 / TEMPO_RANGE_BPM[1]
+    prior = 60.0 / tempo_prior(tags)
+    per_beat = math.log1p(max_change_per_bar) / BEATS_PER_BAR  # allowed |log r| per beat
+    count = len(cuts)
+    # best[i]: {end_period_bucket: (cost, end_period, previous state, beats)} for paths whose last
+    # kept cut is i. Periods are bucketed to 1 % so that the search stays small.
+    best: list[dict] = [dict() for _ in range(count)]
+
+    def bucket(period: float) -> int:
+        return int(round(math.log(period) / 0.01))
+
+    # The first kept cut: any cut, with any starting tempo (a steady first stretch), skipping the
+    # cuts before it. Starting periods: those that fit whole beats to the next cuts, plus the prior.
+    for first in range(count):
+        starts = {prior}
+        for nxt in range(first + 1, min(count, first + 4)):
+            gap = cuts[nxt] - cuts[first]
+            for beats in range(1, int(gap / fastest) + 1):
+                if slowest >= gap / beats >= fastest:
+                    starts.add(gap / beats)
+        for period in starts:
+            if not fastest <= period <= slowest:
+                continue
+            cost = SKIP_COST * first + MAP_PRIOR_WEIGHT * abs(math.log2(period / prior))
+            key = bucket(period)
+            if key not in best[first] or cost < best[first][key][0]:
+                best[first][key] = (cost, period, None, 0)
+    for i in range(count):
+        for key, (cost, period, _, _) in list(best[i].items()):
+            for j in range(i + 1, min(count, i + 2 + MAX_SKIPPED)):
+                gap = cuts[j] - cuts[i]
+                skipped = j - i - 1
+                if gap < fastest * 0.9:
+                    continue
+                lo_beats = max(1, int(gap / (slowest * 1.2)))
+                hi_beats = int(gap / (fastest * 0.8)) + 1
+                for beats in range(lo_beats, hi_beats + 1):
+                    ratio = _glide(period, gap, beats, per_beat)
+                    if ratio is None:
+                        continue
+                    end = period * ratio ** beats
+                    if not fastest * 0.999 <= min(period * ratio, end) and max(period * ratio, end) <= slowest * 1.001:
+                        continue
+                    step = (GLIDE_WEIGHT * abs(math.log(ratio)) * BEATS_PER_BAR + SKIP_COST * skipped
+                            + MAP_PRIOR_WEIGHT * abs(math.log2(end / prior))
+                            - (STRETCH_BAR_BONUS if beats % BEATS_PER_BAR == 0 else 0.0))
+                    total = cost + step
+                    nkey = bucket(end)
+                    if nkey not in best[j] or total < best[j][nkey][0]:
+                        best[j][nkey] = (total, end, (i, key), beats)
+    # The best path's end: any last cut, paying for the cuts after it.
+    final = min(((cost + SKIP_COST * (count - 1 - i), i, key) for i in range(count)
+                 for key, (cost, *_rest) in best[i].items()), key=lambda item: item[0])
+    _, i, key = final
+    path = []  # (cut index, start period of the stretch ending there, beats)
+    while True:
+        cost, end, previous, beats = best[i][key]
+        path.append((i, end, previous, beats))
+        if previous is None:
+            break
+        i, key = previous
+    path.reverse()
+    kept = [step[0] for step in path]
+    beats_out: list[float] = [float(cuts[kept[0]])]
+    period = path[0][1]
+    first_period = period
+    for (i, _, _, _), (j, end, _, beats) in zip(path, path[1:]):
+        ratio = _glide(period, cuts[j] - cuts[i], beats)
+        t = float(cuts[i])
+        for _ in range(beats - 1):
+            period *= ratio
+            t += period
+            beats_out.append(t)
+        period = end
+        beats_out.append(float(cuts[j]))
+    # Before the first kept cut and after the last one: steady at the edge tempo.
+    before = float(cuts[kept[0]]) - first_period * np.arange(1, int(cuts[kept[0]] / first_period) + 1)
+    after = float(cuts[kept[-1]]) + period * np.arange(1, int((duration_s - cuts[kept[-1]]) / period) + 2)
+    beats_all = np.concatenate([before[::-1], beats_out, after])
+    beats_all = beats_all[(beats_all >= 0) & (beats_all < duration_s)]
+    left_off = []
+    for index, cut in enumerate(cuts):
+        if index in kept:
+            continue
+        neighbours = [abs(cut - cuts[k]) for k in (index - 1, index + 1) if 0 <= k < count]
+        if neighbours and min(neighbours) < fastest:
+            reason = (f"{min(neighbours):.2f} s from the next cut: closer than one beat at "
+                      f"{TEMPO_RANGE_BPM[1]:g} BPM")
+        else:
+            reason = (f"no tempo within {TEMPO_RANGE_BPM[0]:g}-{TEMPO_RANGE_BPM[1]:g} BPM changing at most "
+                      f"{max_change_per_bar:.0%} per bar reaches it")
+        left_off.append({"time_s": round(float(cut), 4), "reason": reason})
+    return TempoMap(beats_all, "map", tuple(float(cuts[k]) for k in kept), tuple(left_off))
