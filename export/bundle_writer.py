@@ -446,6 +446,7 @@ def _export_transitions(folder: Path, work: Path, precisions: list[str], real_fr
             path = folder / "transitions.fp16.onnx"
             onnx_utils.store_weights_fp16(fp32, path)
             notes["storage"] = "fp16-stored weights, fp32 compute"
+            notes.update(_transitions_gpu_graph(folder, fp32, windows, references, PARITY_BOUNDS[precision]))
         session = onnx_utils.make_session(path)
         rel = {kind: onnx_utils.measure_parity(session, {tn.INPUT_NAME: windows[kind]}, references[kind]).worst_abs
                for kind in windows}
@@ -456,6 +457,37 @@ def _export_transitions(folder: Path, work: Path, precisions: list[str], real_fr
         pairs.append((entry, ComponentReport("transitions", precision, path.name, path.stat().st_size,
                                              parity["max_rel"], bound, 0.0, notes)))
     return pairs
+
+
+TRANSITIONS_GPU_FILE = "transitions.fp16-gpu.onnx"
+
+
+def _transitions_gpu_graph(folder: Path, fp32: Path, windows: dict[str, np.ndarray],
+                           references: dict[str, dict[str, np.ndarray]], bound: float) -> dict[str, Any]:
+    """TransNetV2 computing in fp16 (fp32 islands: `vem.export.transitions.FP16_FP32_OPS`) for GPU
+    engines and ONNX Runtime's GPU providers, beside the CPU's fp16-stored-weights graph; kept
+    only where its parity with the PyTorch reference on the random and the real window holds
+    (measured with ONNX Runtime's CPU provider, which upcasts most fp16 ops: the GPU's numbers
+    come from `benchmarks/device_check.py`). Returns the notes to add to the fp16 entry."""
+    from . import transitions as tn
+
+    path = folder / TRANSITIONS_GPU_FILE
+    onnx_utils.convert_to_fp16(fp32, path, method="ort", op_block_list=tn.FP16_FP32_OPS)
+    session = onnx_utils.make_session(path)
+    errors = {kind: onnx_utils.measure_parity(session, {tn.INPUT_NAME: windows[kind]}, references[kind]).worst_abs
+              for kind in windows}
+    worst = max(errors.values())
+    if worst > bound:
+        path.unlink()
+        return {"gpu_graph_rejected": f"fp16 compute gave max |p - torch| {worst:.2e} > {bound:g}; GPU engines "
+                                      f"use the fp32-compute graph"}
+    return {"gpu_graph": {
+        "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
+        "storage": f"fp16 compute with fp32 islands ({', '.join(tn.FP16_FP32_OPS)})",
+        "parity": {"max_abs_random": errors["random"], "max_abs_real": errors["real"], "max_abs": worst},
+        "why": "for GPU engines and ONNX Runtime's GPU providers (fp16 arithmetic); ONNX Runtime's CPU "
+               "provider gains nothing from it and runs this entry's own file",
+    }}
 
 
 def _rename_dim(path: Path, old: str, new: str) -> None:
