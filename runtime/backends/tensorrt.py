@@ -433,7 +433,9 @@ class _TensorRTBound(BoundRunner):
             nbytes = runner._nbytes(runner._output_shapes[info.name], info.dtype)
             addresses[info.name] = runner._grow(self._buffers, info.name, nbytes).ptr
         runner._set_addresses(addresses)
-        key = (tuple(sorted(shapes.items())), tuple(sorted(addresses.items())))
+        # The graph bakes in every address it saw, the context's scratch memory included (run()
+        # at a larger shape may have replaced it since the capture).
+        key = (tuple(sorted(shapes.items())), tuple(sorted(addresses.items())), runner._scratch.ptr)
         if not runner.use_cuda_graphs or key in self._capture_failed:
             runner._execute()
         elif self._graph is not None and self._graph_key == key:
