@@ -28,9 +28,9 @@ from vem.runtime.config import VemConfig
 from vem.runtime.errors import EXIT_BUNDLE, EXIT_USAGE
 
 ENGINE_TOOLS_HINT = ("install TensorRT 10 and the engine tools: pip install 'vem[engines]' on a desktop "
-                     "(TensorRT, Polygraphy and onnx from PyPI); on a Jetson, JetPack's TensorRT "
-                     "(python3-libnvinfer, seen through a --system-site-packages venv) and "
-                     "pip install polygraphy onnx; engines are built on the GPU that will run them")
+                     "(TensorRT, Polygraphy, onnx and cuda-python from PyPI); on a Jetson, JetPack's TensorRT "
+                     "(python3-libnvinfer, seen through a --system-site-packages venv) and pip install polygraphy "
+                     "onnx 'cuda-python>=12,<13' (README, Jetson); engines are built on the GPU that will run them")
 
 
 class ExportError(RuntimeError):
