@@ -111,7 +111,8 @@ def select_backend(requested: str, bundle: Bundle | None = None, *, precision: s
 
     capability = gpu_info().compute_capability
     engine, why = (None, "no bundle given") if bundle is None else find_engine(
-        bundle, key_component, precision, tensorrt_version=version, compute_capability=capability)
+        bundle, key_component, bundle.manifest.component(key_component, precision).precision,
+        tensorrt_version=version, compute_capability=capability)
     if engine is None and requested == "auto":
         return onnxruntime(f"no usable TensorRT engine: {why}")
     fallback = OnnxRuntimeBackend(cache_dir=cache_dir, threads=threads,

@@ -147,7 +147,10 @@ class TensorRTBackend:
         return self.fallback.load(source, bundle=bundle, name=name)
 
     def load_component(self, bundle: Bundle, name: str, precision: str) -> Runner:
-        entry, why = find_engine(bundle, name, precision, tensorrt_version=self.tensorrt_version,
+        # The graph this component runs at `precision` (an int8 bundle keeps some components in
+        # fp32): its engine is the one to look for.
+        graph_precision = bundle.manifest.component(name, precision).precision
+        entry, why = find_engine(bundle, name, graph_precision, tensorrt_version=self.tensorrt_version,
                                  compute_capability=self.compute_capability)
         if entry is not None:
             try:
