@@ -93,3 +93,20 @@ def test_budget_skips_a_step_that_would_start_too_late():
     clock = device_check.Clock(budget_s=0.0)
     with pytest.raises(device_check.Skip, match="time budget"):
         clock.need(10, "an engine")
+
+
+def test_table_lists_every_component_row_of_a_gpu_record():
+    """The GPU sections cannot run here; their rows are formatted from a record of their shape."""
+    section = {"status": "ok", "reason": "", "seconds": 3.0, "precision": "fp16", "tensorrt": "TensorRT 10.3.0",
+               "components": {"visual": {"status": "ok", "max_rel_vs_cpu": 1e-3, "trt_ms": 0.5, "cpu_ms": 20.0,
+                                         "build_s": 3.0},
+                              "denoiser": {"status": "failed", "reason": "RuntimeError: engine build failed"}},
+               "end_to_end": {"status": "ok", "components": {"visual": {"backend": "tensorrt",
+                                                                       "provider": "TensorRT 10.3.0"}},
+                              "timings_s": {"diffuse": 0.2, "total": 1.0}}}
+    groups = device_check._component_groups("tensorrt_engines", section)
+    assert [row["status"] for rows in groups.values() for row in rows.values()] == ["ok", "failed", "ok"]
+    text = device_check.table({"sections": {"tensorrt_engines": section}})
+    assert "| tensorrt_engines / TensorRT / visual | ok | | max_rel_vs_cpu 0.001, trt_ms 0.5" in text
+    assert "| tensorrt_engines / TensorRT / denoiser | failed | | RuntimeError: engine build failed |" in text
+    assert "visual tensorrt (TensorRT 10.3.0); diffuse 0.20 s, total 1.00 s" in text
