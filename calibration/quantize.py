@@ -230,12 +230,16 @@ def _write_range_cache(ranges: Mapping[str, float], path: Path) -> Path:
 
 
 def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, ranges: Mapping[str, float], *,
-                   exclude: Iterable[str] = (), quantize_bias: bool = True) -> Path:
+                   exclude: Iterable[str] = (), quantize_bias: bool = False) -> Path:
     """Q/DQ int8 copy of ``src``: Conv/MatMul/Gemm not in ``exclude``, symmetric per-channel
     int8 weights, symmetric int8 activations with the given abs ranges.
 
-    ``quantize_bias``: int32 biases (scale = input scale x weight scale) let ONNX Runtime's CPU
-    provider fuse each DQ -> Conv -> Q group into one QLinearConv; TensorRT reads them too."""
+    Biases stay float (``quantize_bias=False``, the default): TensorRT's ONNX parser rejects an
+    int32 DequantizeLinear ("only activation types allowed as input to this layer";
+    onnx-tensorrt #850, TensorRT #3360) and folds a float bias into the int8 layer itself. ONNX
+    Runtime's CPU provider still fuses DQ -> Conv(float bias) -> Q into its int8 kernels (the
+    int8 speed-ups of `vem-export --precision int8` in the README are with float biases).
+    ``quantize_bias=True`` writes the int32 form, which only ONNX Runtime runs."""
 
     dst = Path(dst)
     # quantize_static logs "consider pre-processing" on the root logger at every call; our graphs

@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from vem.runtime.bundle import ComponentEntry, EngineEntry, Manifest, TensorSpec, sha256_file
+from vem.runtime.bundle import ComponentEntry, Manifest, sha256_file
 from vem.runtime.config import VemConfig, get_config
 
 from . import fp16 as fp16_tools
 from . import graphs, onnx_utils
+from .engines import ExportError, build_engines, tensorrt_profiles  # noqa: F401  (re-exported)
 
 PARITY_BOUNDS = {"fp32": 1e-5, "fp16": 3e-3}
 # The fp16 islands measured with `fp16.search_islands` on the demo config (untrained, seed 0;
@@ -65,14 +66,6 @@ MEASURED_FP16_ISLANDS: dict[str, tuple[str, ...]] = {
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "model" / "weights" / "vem-demo.safetensors"
 MODEL_COMPONENTS = ("visual", "aligner", "denoiser", "vae_decoder", "vocoder")
 ALL_COMPONENTS = ("transitions", *MODEL_COMPONENTS)
-
-
-class ExportError(RuntimeError):
-    """The export cannot go on (missing checkpoint, TensorRT demanded but absent, ...)."""
-
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass
@@ -159,35 +152,6 @@ def parity_sizes(config: VemConfig, max_seconds: float, max_storyboards: int) ->
 TRACE_SIZE = graphs.Size(2.0, 2, 1)
 
 
-def tensorrt_profiles(name: str, config: VemConfig, max_seconds: float, max_storyboards: int,
-                      specs: list[TensorSpec]) -> list[dict[str, tuple]]:
-    """One optimisation profile (min / opt / max) per component over seconds and storyboards:
-    min = the shortest window (one T-UNet time multiple, one storyboard), opt = 10 s and 8
-    storyboards (a typical clip), max = --max-seconds and --max-storyboards; batch 1..2."""
-    opt_seconds = min(10.0, max_seconds)
-    dims = {
-        "min": {"batch": 1, "frames": config.unet.time_multiple, "storyboards": 1, "video_frames": 1,
-                "mel_frames": config.unet.time_multiple * config.vae.downsample, "windows": 1},
-        "opt": {"batch": 1, "frames": config.latent_frames(opt_seconds), "storyboards": min(8, max_storyboards),
-                "video_frames": graphs.video_frames(config, opt_seconds),
-                "mel_frames": config.mel_frames(opt_seconds), "windows": 4},
-        "max": {"batch": 2, "frames": config.latent_frames(max_seconds), "storyboards": max_storyboards,
-                "video_frames": graphs.video_frames(config, max_seconds),
-                "mel_frames": config.mel_frames(max_seconds), "windows": 8},
-    }
-    if name == "denoiser":  # on a GPU the runtime sends both guidance branches as one batch of two
-        dims["opt"]["batch"] = 2
-    if name == "visual":  # per-frame batches: the runtime feeds chunks of frames
-        for key, value in (("min", 1), ("opt", 64), ("max", graphs.video_frames(config, max_seconds))):
-            dims[key]["frames"] = value
-    profile = {}
-    for spec in specs:
-        shapes = tuple(tuple(d if isinstance(d, int) else dims[level][d] for d in spec.shape)
-                       for level in ("min", "opt", "max"))
-        profile[spec.name] = shapes
-    return [profile]
-
-
 def _entry(folder: Path, name: str, precision: str, path: Path, inputs, outputs, parity, notes) -> ComponentEntry:
     return ComponentEntry(
         name=name, precision=precision, file=path.relative_to(folder).as_posix(), sha256=sha256_file(path),
@@ -242,11 +206,12 @@ def export_bundle(
         raise ExportError(f"--max-seconds must be in 1..600, got {max_seconds}", exit_code=2)
     if not 1 <= max_storyboards <= 256:
         raise ExportError(f"--max-storyboards must be in 1..256, got {max_storyboards}", exit_code=2)
-    from .tensorrt import tensorrt_available
+    from .engines import ENGINE_TOOLS_HINT, check_engine_tools
 
-    trt_ok, trt_reason = tensorrt_available()
+    trt_ok, trt_reason = check_engine_tools()
     if engines == "yes" and not trt_ok:
-        raise ExportError(f"--engines yes: cannot build TensorRT engines here: {trt_reason}", exit_code=4)
+        raise ExportError(f"--engines yes: cannot build TensorRT engines here: {trt_reason}", exit_code=4,
+                          hint=ENGINE_TOOLS_HINT)
 
     model, source_text = load_source(source, seed=seed)
     model.remove_weight_norm()  # HiFi-GAN: fold weight norm before export (same outputs)
@@ -481,6 +446,7 @@ def _export_transitions(folder: Path, work: Path, precisions: list[str], real_fr
             path = folder / "transitions.fp16.onnx"
             onnx_utils.store_weights_fp16(fp32, path)
             notes["storage"] = "fp16-stored weights, fp32 compute"
+            notes.update(_transitions_gpu_graph(folder, fp32, windows, references, PARITY_BOUNDS[precision]))
         session = onnx_utils.make_session(path)
         rel = {kind: onnx_utils.measure_parity(session, {tn.INPUT_NAME: windows[kind]}, references[kind]).worst_abs
                for kind in windows}
@@ -491,6 +457,37 @@ def _export_transitions(folder: Path, work: Path, precisions: list[str], real_fr
         pairs.append((entry, ComponentReport("transitions", precision, path.name, path.stat().st_size,
                                              parity["max_rel"], bound, 0.0, notes)))
     return pairs
+
+
+TRANSITIONS_GPU_FILE = "transitions.fp16-gpu.onnx"
+
+
+def _transitions_gpu_graph(folder: Path, fp32: Path, windows: dict[str, np.ndarray],
+                           references: dict[str, dict[str, np.ndarray]], bound: float) -> dict[str, Any]:
+    """TransNetV2 computing in fp16 (fp32 islands: `vem.export.transitions.FP16_FP32_OPS`) for GPU
+    engines and ONNX Runtime's GPU providers, beside the CPU's fp16-stored-weights graph; kept
+    only where its parity with the PyTorch reference on the random and the real window holds
+    (measured with ONNX Runtime's CPU provider, which upcasts most fp16 ops: the GPU's numbers
+    come from `benchmarks/device_check.py`). Returns the notes to add to the fp16 entry."""
+    from . import transitions as tn
+
+    path = folder / TRANSITIONS_GPU_FILE
+    onnx_utils.convert_to_fp16(fp32, path, method="ort", op_block_list=tn.FP16_FP32_OPS)
+    session = onnx_utils.make_session(path)
+    errors = {kind: onnx_utils.measure_parity(session, {tn.INPUT_NAME: windows[kind]}, references[kind]).worst_abs
+              for kind in windows}
+    worst = max(errors.values())
+    if worst > bound:
+        path.unlink()
+        return {"gpu_graph_rejected": f"fp16 compute gave max |p - torch| {worst:.2e} > {bound:g}; GPU engines "
+                                      f"use the fp32-compute graph"}
+    return {"gpu_graph": {
+        "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
+        "storage": f"fp16 compute with fp32 islands ({', '.join(tn.FP16_FP32_OPS)})",
+        "parity": {"max_abs_random": errors["random"], "max_abs_real": errors["real"], "max_abs": worst},
+        "why": "for GPU engines and ONNX Runtime's GPU providers (fp16 arithmetic); ONNX Runtime's CPU "
+               "provider gains nothing from it and runs this entry's own file",
+    }}
 
 
 def _rename_dim(path: Path, old: str, new: str) -> None:
@@ -580,27 +577,3 @@ def onnx_generate(folder: str | os.PathLike, manifest: Manifest, inputs: dict[st
     (waveform,) = sessions["vocoder"].run(["waveform"], {"mel": mel})
     waveform = waveform[:, : round(seconds * config.audio.sample_rate)]
     return (np.asarray(z), waveform) if return_latent else waveform
-
-
-def build_engines(folder: Path, manifest: Manifest, max_seconds: float, max_storyboards: int,
-                  say: Callable[[str], None]) -> list[EngineEntry]:
-    """TensorRT engines from the bundle's ONNX graphs (strongly typed, one optimisation profile
-    each, a shared timing cache) into ``engines/sm_XX/``."""
-    from vem.runtime.backends.cuda import gpu_info
-
-    from .tensorrt import build_engine, engines_folder
-
-    capability = str(gpu_info().compute_capability)
-    target = folder / engines_folder(capability)
-    target.mkdir(parents=True, exist_ok=True)
-    cache = target / "timing.cache"
-    built = []
-    for entry in manifest.components:
-        t0 = time.perf_counter()
-        profiles = tensorrt_profiles(entry.name, manifest.config, max_seconds, max_storyboards, entry.inputs)
-        engine = build_engine(folder / entry.file, target / f"{entry.name}.{entry.precision}.plan",
-                              profiles=profiles, timing_cache_path=cache, name=entry.name,
-                              precision=entry.precision, bundle_root=folder)
-        built.append(engine)
-        say(f"    engine {engine.file}: {engine.bytes / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s")
-    return built

@@ -4,6 +4,10 @@ Exit codes (as the runtime's, vem.runtime.errors): 0 ok; 1 a component missed it
 (the bundle is still written, the table says which) or, for int8, the quality gate failed
 (the bundle is written, the message says which bound; ``--no-gate`` skips the gate); 2 usage;
 4 model/tool problem (checkpoint missing, ``--engines yes`` without TensorRT and a GPU).
+
+``--from-bundle DIR --engines yes`` builds the TensorRT engines of an existing ONNX bundle (in
+place, or into a copy with ``--out``) and nothing else: that path (`vem.export.engines`) needs
+only TensorRT, Polygraphy and onnx, never torch (the Jetson recipe in the README).
 """
 
 from __future__ import annotations
@@ -24,8 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", help="checkpoint (.safetensors) to export (default: the shipped demo checkpoint)")
     source.add_argument("--config", choices=["demo", "paper"], help="export an untrained model of this config")
-    parser.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16")
-    parser.add_argument("--out", help="output folder (default: ./vem-bundle-<precision>)")
+    source.add_argument("--from-bundle", metavar="DIR",
+                        help="build TensorRT engines of this existing ONNX bundle (needs only tensorrt, polygraphy "
+                             "and onnx; no torch): in place, or into a copy with --out")
+    parser.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=None,
+                        help="default fp16; with --from-bundle: engines of every precision the bundle has")
+    parser.add_argument("--out", help="output folder (default: ./vem-bundle-<precision>; with --from-bundle: "
+                                      "the bundle itself)")
     parser.add_argument("--engines", choices=["auto", "yes", "no"], default="auto", help="build TensorRT engines")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="longest window the graphs accept")
     parser.add_argument("--max-storyboards", type=int, default=32)
@@ -77,8 +86,43 @@ def format_table(reports) -> str:
     return "\n".join(lines)
 
 
+def _error(error) -> int:
+    print(f"vem-export: {error}", file=sys.stderr)
+    if getattr(error, "hint", None):
+        print(f"hint: {error.hint}", file=sys.stderr)
+    return error.exit_code
+
+
+def _from_bundle_main(args: argparse.Namespace) -> int:
+    """--from-bundle: TensorRT engines of an existing bundle; imports nothing that imports torch."""
+    from vem.runtime.errors import BundleError
+
+    from .engines import ExportError, engines_from_bundle
+
+    if args.engines == "no":
+        print("vem-export: --from-bundle only builds TensorRT engines; --engines no leaves nothing to do",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = engines_from_bundle(args.from_bundle, args.out,
+                                     precisions=[args.precision] if args.precision else None,
+                                     say=lambda m: print(m, flush=True))
+    except ExportError as error:
+        return _error(error)
+    except BundleError as error:
+        print(f"vem-export: {error.message}", file=sys.stderr)
+        if error.hint:
+            print(f"hint: {error.hint}", file=sys.stderr)
+        return error.exit_code
+    print(f"{result.message}; bundle {result.folder} in {result.seconds:.0f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.from_bundle:
+        return _from_bundle_main(args)
+    args.precision = args.precision or "fp16"
     from .bundle_writer import DEFAULT_CHECKPOINT, ExportError, export_bundle
 
     if args.config:
@@ -99,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                                max_storyboards=args.max_storyboards, seed=args.seed,
                                search_islands=args.search_islands, progress=lambda m: print(m, flush=True))
     except ExportError as error:
-        print(f"vem-export: {error}", file=sys.stderr)
-        return error.exit_code
+        return _error(error)
     print()
     print(format_table(result.reports))
     for precision, e2e in result.end_to_end.items():
@@ -144,8 +187,7 @@ def _int8_main(args: argparse.Namespace, source, out: Path) -> int:
             gate_videos=gate_videos, gate_steps=args.gate_steps,
             gate_bounds=GateBounds(args.gate_tbiou, args.gate_biou, args.gate_mel_ratio))
     except ExportError as error:
-        print(f"vem-export: {error}", file=sys.stderr)
-        return error.exit_code
+        return _error(error)
     except ValueError as error:
         print(f"vem-export: {error}", file=sys.stderr)
         return EXIT_USAGE

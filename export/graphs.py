@@ -33,6 +33,8 @@ from vem.runtime.bundle import TensorSpec
 from vem.runtime.config import VemConfig
 from vem.runtime.tempo import beat_grid, beat_times
 
+from .engines import video_frames  # noqa: F401  (torch-free; re-exported for the export's callers)
+
 
 def _frames_to_nchw(frames: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """uint8 [N, H, W, 3] RGB -> [N, 3, H, W] in [0, 1] (no mean/std: the torch modules take
@@ -204,9 +206,6 @@ class ComponentSpec:
         return axes
 
 
-def video_frames(config: VemConfig, seconds: float) -> int:
-    """Frames the runtime decodes for ``seconds`` of video (16 fps)."""
-    return max(1, int(np.ceil(seconds * config.video.fps - 1e-9)))
 
 
 def _visual_inputs(config: VemConfig, size: Size, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -295,7 +295,13 @@ def export_int8_bundle(source: Any, out_dir: str | os.PathLike, *, fp32_bundle: 
     """The whole `vem-export --precision int8`: fp32 export (or a copy of ``fp32_bundle``), then
     `quantize_bundle` on it."""
     from .bundle_writer import export_bundle
+    from .engines import ENGINE_TOOLS_HINT, ExportError, check_engine_tools, engines_from_bundle
 
+    engines = (export_options or {}).get("engines", "no")
+    engine_tools = check_engine_tools() if engines != "no" else (False, "")
+    if engines == "yes" and not engine_tools[0]:  # before the minutes of export and calibration
+        raise ExportError(f"--engines yes: cannot build TensorRT engines here: {engine_tools[1]}", exit_code=4,
+                          hint=ENGINE_TOOLS_HINT)
     out = Path(out_dir)
     reports = []
     if fp32_bundle is not None and Path(fp32_bundle).resolve() == out.resolve():
@@ -314,4 +320,9 @@ def export_int8_bundle(source: Any, out_dir: str | os.PathLike, *, fp32_bundle: 
         reports = result.reports
     int8 = quantize_bundle(out, progress=progress, **quantize_options)
     int8.fp32_reports = reports
+    if engine_tools[0] and (int8.gate is None or int8.gate.passed):
+        # The fp32 engines were built by export_bundle; the int8 Q/DQ graphs exist only now.
+        kept = [r.name for r in int8.components if r.kept]
+        if kept:
+            engines_from_bundle(out, precisions=["int8"], say=progress)
     return int8

@@ -35,7 +35,7 @@ import numpy as np
 
 from . import __version__
 from .audio import apply_fades, normalize_loudness
-from .backends import Runner, select_backend
+from .backends import Runner, component_placement, select_backend
 from .beats import track_beats
 from .beats import warm_up as warm_up_beats
 from .bundle import Bundle, load_bundle
@@ -345,6 +345,8 @@ class Pipeline:
             "windows_s": [list(w) for w in windows],
             "backend": self.backend_name,
             "backend_reason": self.backend_reason,
+            # Which component runs where and why (backend, provider, device, reason, fallbacks).
+            "components": component_placement(self.runners, self.backend_reason),
             "provider": self.runners["denoiser"].provider,
             "precision": self.precision,
             # With the manifest's hash (which pins every graph's hash) and the fields below, the

@@ -130,12 +130,13 @@ def test_tensorrt_runner_matches_reference(built):
 @pytest.mark.gpu
 @needs_gpu
 @needs_tensorrt  # nearest the function: its reason is the one reported first
-def test_cuda_graph_per_shape_replays_the_same_result(built):
+def test_one_context_and_one_graph_replay_the_same_result(built):
     from vem.runtime.backends.tensorrt import TensorRTRunner
 
     folder, entry, _, _ = built
     graphs = TensorRTRunner(folder / entry.file, name="denoiser", use_cuda_graphs=True)
     plain = TensorRTRunner(folder / entry.file, name="denoiser", use_cuda_graphs=False)
+    context = graphs.context
     rng = np.random.default_rng(1)
     cond = rng.standard_normal((2, 4, 1)).astype(np.float32)
     step, reference_step = graphs.bind(cond=cond), plain.bind(cond=cond)
@@ -147,9 +148,15 @@ def test_cuda_graph_per_shape_replays_the_same_result(built):
             want = plain.to_host(reference_step(latent=latent, timestep=t)["eps"])
             np.testing.assert_array_equal(got, want)
             np.testing.assert_allclose(got, denoiser_reference(latent, t, cond), rtol=1e-5, atol=1e-5)
-        assert step.graph_count == 2  # one graph per shape, reused
-        replays = sorted(slot.replays for slot in step._slots.values())
-        assert replays == [0, 3]  # 64 frames: captured on call 1, replayed on calls 2, 3 and 5
+        # One execution context for the runner's life; its shapes were re-set at 64 -> 128 -> 64.
+        assert graphs.context is context and graphs.shape_changes == 3
+        # 64 frames captured on call 1 and replayed on calls 2 and 3; 128 re-captured; 64 again.
+        assert step.captures == 3 and step.replays == 2
+        assert graphs.scratch_bytes > 0
+        # run() shares the context with the bound step and still answers right.
+        feeds = {"latent": rng.standard_normal((1, 4, 32)).astype(np.float32),
+                 "timestep": np.array([5], np.int64), "cond": cond[:1]}
+        np.testing.assert_allclose(graphs.run(feeds)["eps"], denoiser_reference(**feeds), rtol=1e-5, atol=1e-5)
     finally:
         step.close()
         reference_step.close()

@@ -74,3 +74,23 @@ def test_cupy_arrays_are_reached_by_pointer(stream):
         assert np.array_equal(buffer.download((256,), np.float32, stream), np.arange(256, dtype=np.float32))
     finally:
         buffer.free()
+
+
+def test_pinned_buffer_round_trip_and_reuse(stream):
+    from vem.runtime.backends.cuda import PinnedBuffer
+
+    pinned, device = PinnedBuffer(4096), DeviceBuffer(4096)
+    try:
+        for scale in (1.0, -2.0):  # the same pinned buffer carries the next step's data
+            data = np.linspace(0, 1, 512, dtype=np.float32) * scale
+            pinned.view(data.shape, data.dtype)[...] = data
+            device.upload_from(pinned.ptr, data.nbytes, stream)
+            pinned.view(data.shape, data.dtype)[...] = 0
+            device.download_to(pinned.ptr, data.nbytes, stream)
+            stream.synchronize()
+            np.testing.assert_array_equal(pinned.view(data.shape, data.dtype), data)
+        with pytest.raises(ValueError, match="do not fit"):
+            pinned.view((2048,), np.float32)
+    finally:
+        pinned.free()
+        device.free()

@@ -110,11 +110,65 @@ def test_int8_graphs_have_qdq_and_exclusions_are_float(int8_bundle):
             if node.op_type in ("Softmax", "InstanceNormalization", "LayerNormalization", "Sin", "Cos"):
                 parents = {producers[i].op_type for i in node.input if i in producers}
                 assert "DequantizeLinear" not in parents, f"{name}: {node.op_type} {node.name} was quantised"
+        assert _int32_dequantized(model) == [], f"{name}: int32 bias Q/DQ (TensorRT cannot parse it)"
     denoiser = manifest.component("denoiser", "int8").notes["excluded_nodes"]
     assert {"conditioning", "first_layer", "last_layer", "attention_bmm"} <= set(denoiser)
     assert denoiser["first_layer"] == ["/unet/conv_in/Conv"]
     # the time embedding is among the conditioning exclusions
     assert any("time_embed" in n for n in denoiser["conditioning"])
+
+
+def _int32_dequantized(model) -> list[str]:
+    """DequantizeLinear nodes whose quantised input is int32 (an initializer or a constant)."""
+    int32 = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT32}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].t.data_type == onnx.TensorProto.INT32:
+            int32.update(node.output)
+    return [n.name for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int32]
+
+
+def _conv_graph(path: Path) -> Path:
+    """Two 3x3 convs with biases (what the recipe quantises), written with the onnx helpers."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, weights, x = [], [], "x"
+    for i in range(2):
+        weights += [numpy_helper.from_array((rng.standard_normal((8, 8, 3, 3)) * 0.1).astype(np.float32), f"w{i}"),
+                    numpy_helper.from_array((rng.standard_normal(8) * 0.1).astype(np.float32), f"b{i}")]
+        nodes += [helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1], name=f"conv{i}"),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}")]
+        x = f"r{i}"
+    graph = helper.make_graph(nodes, "convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 8, 16, 16])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path
+
+
+def test_quantized_graphs_keep_float_biases_for_tensorrt(tmp_path):
+    src = _conv_graph(tmp_path / "convs.onnx")
+    feed = {"x": np.random.default_rng(1).standard_normal((1, 8, 16, 16)).astype(np.float32)}
+    names = [n.name for n in q.weighted_nodes(q._load(src))]
+    ranges = q.activation_ranges(src, [feed], names, percentile=100).ranges
+    default = q.quantize_graph(src, tmp_path / "int8.onnx", ranges)
+    model = onnx.load(str(default))
+    assert _int32_dequantized(model) == []
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    producers = {o: n for n in model.graph.node for o in n.output}
+    assert len(convs) == 2
+    for conv in convs:  # int8 activations and weights in, the float bias straight from an initializer
+        assert [producers[i].op_type for i in conv.input[:2]] == ["DequantizeLinear", "DequantizeLinear"]
+        assert conv.input[2] in {t.name for t in model.graph.initializer}
+    # The old form, for contrast: int32 biases behind DequantizeLinear.
+    old = onnx.load(str(q.quantize_graph(src, tmp_path / "int8-int32.onnx", ranges, quantize_bias=True)))
+    assert len(_int32_dequantized(old)) == 2
+    # ONNX Runtime runs the float-bias graph with the same error as the int32-bias one.
+    reference = q.run_graph(src, [feed])
+    assert q.relative_l2(q.run_graph(default, [feed]), reference) < 0.05
+    assert q.relative_l2(q.run_graph(default, [feed]), reference) == pytest.approx(
+        q.relative_l2(q.run_graph(tmp_path / "int8-int32.onnx", [feed]), reference), rel=0.05)
 
 
 def test_manifest_records_calibration_and_fp32_fallbacks(int8_bundle):

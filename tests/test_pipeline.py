@@ -50,6 +50,13 @@ def test_vem_run_writes_wav_mp4_report(demo_bundle, clip, tmp_path, monkeypatch)
         assert abs(found - true) <= 1 / 16 + 1e-6
     assert report["parse"]["storyboards"][0]["start_s"] == 0.0
     assert 0.0 <= report["metrics"]["tbiou"] <= 1.0
+    # Where every component ran and why: no silent fallback.
+    components = report["components"]
+    assert set(components) == {"transitions", "visual", "aligner", "denoiser", "vae_decoder", "vocoder"}
+    for placement in components.values():
+        assert placement["backend"] == report["backend"] and placement["provider"]
+        assert placement["device"] in ("cpu", "cuda") and placement["why"]
+        assert isinstance(placement["fallbacks"], list)
 
     wave, rate = read_audio(tmp_path / "clip.vem.wav", mono=True)
     assert rate == 16000 and len(wave) / rate == pytest.approx(5.0, abs=0.01)

@@ -423,3 +423,31 @@ def test_fp16_weight_graph_finds_the_same_cuts(exported, cuts_video, cuts_probab
     p32, p16 = cuts_probabilities, TransitionDetector(exported.fp16_weights_path).predict(frames)
     assert np.abs(p32 - p16).max() < 3e-3
     np.testing.assert_array_equal(detect_cuts(p16), detect_cuts(p32))
+
+
+def test_bundle_gpu_graph_computes_in_fp16_within_the_bound(exported, real_window, transnet, tmp_path, capsys):
+    """The fp16 bundle's GPU graph for TransNetV2 (vem.export.bundle_writer): fp16 convolutions
+    and matmuls, the histogram scatter and L2 norms in fp32, parity on a random and on a real
+    window (three hard cuts inside) within the fp16 bound, measured with ONNX Runtime's CPU
+    provider; the CPU keeps the fp16-stored-weights graph."""
+    import onnx
+
+    from vem.export.bundle_writer import TRANSITIONS_GPU_FILE, _transitions_gpu_graph
+
+    window, reference = real_window
+    random = export_transitions_module.random_windows(1, seed=7)
+    windows = {"random": random, "real": window}
+    references = {"random": export_transitions_module.reference_probabilities(transnet, random),
+                  "real": reference}
+    notes = _transitions_gpu_graph(tmp_path, exported.fp32_path, windows, references, 3e-3)
+    gpu = notes["gpu_graph"]
+    path = tmp_path / TRANSITIONS_GPU_FILE
+    assert gpu["file"] == TRANSITIONS_GPU_FILE and path.stat().st_size == gpu["bytes"]
+    assert gpu["parity"]["max_abs"] < 3e-3 and gpu["parity"]["max_abs_real"] < 3e-3
+    model = onnx.load(str(path))
+    types = {t.name: t.data_type for t in model.graph.initializer}
+    conv_weights = [types[n.input[1]] for n in model.graph.node if n.op_type == "Conv" and n.input[1] in types]
+    assert conv_weights and set(conv_weights) == {onnx.TensorProto.FLOAT16}  # the convs compute in fp16
+    with capsys.disabled():
+        print(f"\nTransNetV2 fp16-compute GPU graph vs PyTorch, ONNX Runtime CPU: max |p - torch| random "
+              f"{gpu['parity']['max_abs_random']:.2e}, real window {gpu['parity']['max_abs_real']:.2e}")

@@ -19,13 +19,19 @@ Choices (`select_backend`):
 
 - ``auto``: TensorRT when the tensorrt package imports, an NVIDIA GPU is present and the bundle
   has an engine built for this GPU and TensorRT version (for the denoiser at the precision);
-  otherwise ONNX Runtime with its best installed provider (TensorRT EP, CUDA EP, CPU).
+  otherwise ONNX Runtime with its best installed provider: the TensorRT EP (onnxruntime-gpu
+  built with it, and a GPU; its engine cache is ``<bundle>/engines/sm_XX/onnxruntime-tensorrt``,
+  `ort_tensorrt_cache_dir`), the CUDA EP, or the CPU.
 - ``onnxruntime``: ONNX Runtime with its best installed provider.
 - ``tensorrt``: an error (`BundleError`, exit 4) where TensorRT or a GPU is missing: the user
   asked for something this machine cannot do, so we say why instead of silently running slower.
   Where TensorRT runs but an engine does not fit (other GPU, other TensorRT version, missing),
   that component falls back to ONNX Runtime with an `EngineFallbackWarning` and a note in the
   reason: the engines are a per-component acceleration, the ONNX graphs are always there.
+
+Nothing falls back silently: every runner carries the reason it runs where it does and the
+fallbacks it took (`Runner.placement`), and `component_placement` gathers them for the run
+report (``report["components"]``: backend, provider, device, why, fallbacks per component).
 """
 
 from __future__ import annotations
@@ -38,7 +44,13 @@ from typing import Any
 from ..bundle import Bundle
 from ..errors import BundleError, UsageError
 from .base import BoundRunner, Runner, TensorInfo
-from .onnxruntime import OnnxRuntimeBackend, OnnxRuntimeRunner, available_providers, physical_cores
+from .onnxruntime import (
+    OnnxRuntimeBackend,
+    OnnxRuntimeRunner,
+    available_providers,
+    ort_tensorrt_cache_dir,
+    physical_cores,
+)
 from .tensorrt import (
     EngineFallbackWarning,
     TensorRTBackend,
@@ -52,7 +64,8 @@ BACKENDS = ("auto", "onnxruntime", "tensorrt")
 __all__ = [
     "BACKENDS", "BackendChoice", "BoundRunner", "EngineFallbackWarning", "OnnxRuntimeBackend",
     "OnnxRuntimeRunner", "Runner", "TensorInfo", "TensorRTBackend", "available_providers",
-    "engine_mismatch", "find_engine", "physical_cores", "select_backend", "tensorrt_status",
+    "component_placement", "engine_mismatch", "find_engine", "ort_tensorrt_cache_dir", "physical_cores",
+    "select_backend", "tensorrt_status",
 ]
 
 
@@ -78,7 +91,8 @@ def select_backend(requested: str, bundle: Bundle | None = None, *, precision: s
         raise UsageError(f"unknown backend {requested!r}; choose one of {', '.join(BACKENDS)}")
 
     def onnxruntime(why: str = "") -> BackendChoice:
-        backend = OnnxRuntimeBackend(cache_dir=cache_dir, threads=threads)
+        backend = OnnxRuntimeBackend(cache_dir=cache_dir, threads=threads,
+                                     tensorrt_cache_dir=ort_tensorrt_cache_dir(bundle))
         text = f"onnxruntime with {backend.best_provider} ({backend.threads} threads)"
         return BackendChoice(backend, f"{text}: {why}" if why else text)
 
@@ -97,10 +111,12 @@ def select_backend(requested: str, bundle: Bundle | None = None, *, precision: s
 
     capability = gpu_info().compute_capability
     engine, why = (None, "no bundle given") if bundle is None else find_engine(
-        bundle, key_component, precision, tensorrt_version=version, compute_capability=capability)
+        bundle, key_component, bundle.manifest.component(key_component, precision).precision,
+        tensorrt_version=version, compute_capability=capability)
     if engine is None and requested == "auto":
         return onnxruntime(f"no usable TensorRT engine: {why}")
-    fallback = OnnxRuntimeBackend(cache_dir=cache_dir, threads=threads)
+    fallback = OnnxRuntimeBackend(cache_dir=cache_dir, threads=threads,
+                                  tensorrt_cache_dir=ort_tensorrt_cache_dir(bundle))
     backend = TensorRTBackend(fallback, use_cuda_graphs=use_cuda_graphs, tensorrt_version=version,
                               compute_capability=capability)
     if engine is None:
@@ -109,3 +125,9 @@ def select_backend(requested: str, bundle: Bundle | None = None, *, precision: s
         return BackendChoice(backend, f"{backend.describe()}: {note}")
     graphs = "CUDA graphs" if use_cuda_graphs else "no CUDA graphs"
     return BackendChoice(backend, f"{backend.describe()}: {status}; {why} ({graphs})")
+
+
+def component_placement(runners: dict[str, Runner], backend_reason: str) -> dict[str, dict[str, Any]]:
+    """Per component: where it runs and why (`Runner.placement`); components without a reason of
+    their own carry the backend choice's one-line reason."""
+    return {name: runner.placement(backend_reason) for name, runner in runners.items()}

@@ -51,6 +51,7 @@ class Runner:
     inputs: list[TensorInfo] = field(default_factory=list)
     outputs: list[TensorInfo] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # fallbacks taken while loading, for the report
+    why: str = ""  # why this component runs here (an engine file, a GPU graph); the report's line
 
     @property
     def input_names(self) -> list[str]:
@@ -78,6 +79,12 @@ class Runner:
     def describe(self) -> str:
         where = "device-resident" if self.device_resident else "host arrays"
         return f"{self.component}: {self.backend} ({self.provider}, {where})"
+
+    def placement(self, default_why: str = "") -> dict[str, Any]:
+        """Where this component runs and why, for the run report: backend, provider, device, the
+        reason, and every fallback taken while loading (``fallbacks``: empty when none)."""
+        return {"backend": self.backend, "provider": self.provider, "device": self.device,
+                "why": self.why or default_why, "fallbacks": list(self.notes)}
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:  # pragma: no cover
         raise NotImplementedError

@@ -7,13 +7,22 @@ error) even though the package imports (FACTS.md); `gpu_info` catches both and s
 
 What the TensorRT backend needs, and only that: the compute capability of device 0, one
 non-blocking stream, raw device buffers (``cudaMalloc``) with host/device copies on that stream,
-and CUDA graphs captured from a stream (``cudaStreamBeginCapture`` ... ``cudaGraphLaunch``).
+page-locked host buffers (``cudaMallocHost``) for the copies made at every step (a pageable
+source makes the driver stage the copy through its own pinned buffer and the "async" copy
+synchronous), and CUDA graphs captured from a stream (``cudaStreamBeginCapture`` ...
+``cudaGraphLaunch``).
+
+Versions: cuda-python / cuda-bindings 13.x link the CUDA 13 runtime, which needs a CUDA 13
+driver; JetPack 6 and most desktops run CUDA 12 drivers. The ``gpu`` extra holds both below 13,
+and `gpu_info` refuses a 13.x binding on an older driver with a message saying so (instead of
+every later runtime call failing with cudaErrorInsufficientDriver).
 Device arrays that the sampler does arithmetic on are CuPy arrays when CuPy is installed
 (`cupy_or_none`); the runners copy into and out of them device-to-device, never via the host.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -69,12 +78,47 @@ def _error_text(error: Any) -> str:
     return name
 
 
+def bindings_version() -> str | None:
+    """The installed cuda-bindings (or, before 12.6, cuda-python) version, or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for package in ("cuda-bindings", "cuda-python"):
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+def driver_version_text(version: int) -> str:
+    """cuDriverGetVersion's integer (12020) as CUDA's "12.2"."""
+    return f"{version // 1000}.{(version % 1000) // 10}"
+
+
+def bindings_driver_mismatch(bindings: str | None, driver_version: int) -> str | None:
+    """Why these CUDA Python bindings cannot drive this driver, or None: a 13.x (or later) binding
+    links the CUDA 13 runtime and needs a driver of at least that major version."""
+    if not bindings:
+        return None
+    try:
+        major = int(bindings.split(".")[0])
+    except ValueError:
+        return None
+    if major >= 13 and driver_version // 1000 < major:
+        return (f"cuda-bindings {bindings} needs a CUDA {major} driver, this driver is CUDA "
+                f"{driver_version_text(driver_version)}: pip install 'cuda-python>=12,<13' 'cuda-bindings>=12,<13' "
+                f"(the gpu extra's pins)")
+    return None
+
+
 @dataclass(frozen=True)
 class GpuInfo:
     available: bool
     reason: str  # why not, or a description of the device ("NVIDIA H100 (sm_90)")
     compute_capability: str | None = None  # "8.7" for Orin, "9.0" for H100
     name: str | None = None
+    driver_version: str | None = None  # "12.2": the CUDA version the driver supports
+    bindings_version: str | None = None  # cuda-bindings / cuda-python
 
 
 @functools.lru_cache(maxsize=1)
@@ -86,6 +130,7 @@ def gpu_info() -> GpuInfo:
         return GpuInfo(False, "cuda-python is not installed (pip install 'vem[gpu]')")
     try:
         check(driver.cuInit(0), "cuInit")
+        driver_version = int(check(driver.cuDriverGetVersion(), "cuDriverGetVersion"))
         count = check(driver.cuDeviceGetCount(), "cuDeviceGetCount")
         if not count:
             return GpuInfo(False, "no NVIDIA GPU: the CUDA driver reports 0 devices")
@@ -101,7 +146,12 @@ def gpu_info() -> GpuInfo:
         return GpuInfo(False, f"no NVIDIA GPU: CUDA driver unavailable ({first_line})")
     name = raw_name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(raw_name, bytes) else str(raw_name)
     capability = f"{major}.{minor}"
-    return GpuInfo(True, f"{name} (sm_{major}{minor})", capability, name)
+    bindings = bindings_version()
+    mismatch = bindings_driver_mismatch(bindings, driver_version)
+    if mismatch is not None:
+        return GpuInfo(False, f"NVIDIA GPU {name} (sm_{major}{minor}) unusable: {mismatch}", capability, name,
+                       driver_version_text(driver_version), bindings)
+    return GpuInfo(True, f"{name} (sm_{major}{minor})", capability, name, driver_version_text(driver_version), bindings)
 
 
 def cupy_or_none() -> Any:
@@ -166,6 +216,20 @@ class DeviceBuffer:
                                             self._runtime.cudaMemcpyKind.cudaMemcpyHostToDevice, stream.handle),
               "cudaMemcpyAsync(host to device)")
 
+    def upload_from(self, host_ptr: int, nbytes: int, stream: Stream) -> None:
+        """Host -> device from a raw host address (a `PinnedBuffer`'s: truly asynchronous)."""
+        self._fits(nbytes)
+        check(self._runtime.cudaMemcpyAsync(self.ptr, int(host_ptr), int(nbytes),
+                                            self._runtime.cudaMemcpyKind.cudaMemcpyHostToDevice, stream.handle),
+              "cudaMemcpyAsync(host to device)")
+
+    def download_to(self, host_ptr: int, nbytes: int, stream: Stream) -> None:
+        """Device -> host into a raw host address, not synchronised (the caller synchronises)."""
+        self._fits(nbytes)
+        check(self._runtime.cudaMemcpyAsync(int(host_ptr), self.ptr, int(nbytes),
+                                            self._runtime.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream.handle),
+              "cudaMemcpyAsync(device to host)")
+
     def copy_from_device(self, source_ptr: int, nbytes: int, stream: Stream) -> None:
         self._fits(nbytes)
         check(self._runtime.cudaMemcpyAsync(self.ptr, int(source_ptr), int(nbytes),
@@ -194,6 +258,33 @@ class DeviceBuffer:
     def free(self) -> None:
         if self.ptr:
             check(self._runtime.cudaFree(self.ptr), "cudaFree")
+            self.ptr = 0
+
+
+class PinnedBuffer:
+    """``nbytes`` of page-locked host memory (``cudaMallocHost``), seen as numpy arrays by `view`.
+
+    Copies between it and the device are truly asynchronous and run at full bus speed; the
+    runners keep one per per-step input and output and reuse it (grown when a shape needs
+    more). Freed by `free`."""
+
+    def __init__(self, nbytes: int):
+        self._runtime = _runtime_api()
+        self.nbytes = max(int(nbytes), 1)
+        self.ptr = int(check(self._runtime.cudaMallocHost(self.nbytes), "cudaMallocHost"))
+
+    def view(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A numpy array of `shape` and `dtype` over the start of the buffer (no copy)."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if nbytes > self.nbytes:
+            raise ValueError(f"{nbytes} bytes do not fit a {self.nbytes}-byte pinned buffer")
+        raw = (ctypes.c_uint8 * max(nbytes, 1)).from_address(self.ptr)
+        return np.frombuffer(raw, dtype=np.uint8, count=nbytes).view(dtype).reshape(shape)
+
+    def free(self) -> None:
+        if self.ptr:
+            check(self._runtime.cudaFreeHost(self.ptr), "cudaFreeHost")
             self.ptr = 0
 
 

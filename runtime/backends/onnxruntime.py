@@ -1,9 +1,14 @@
 """ONNX Runtime backend: CPU everywhere; CUDA or TensorRT execution providers with onnxruntime-gpu.
 
 Providers come from what the installed ONNX Runtime offers (``get_available_providers``), best
-first: TensorRT EP (only with a cache folder, where its engines are kept), CUDA EP, CPU. ONNX Runtime
-itself falls back along that list when a provider cannot start (for example onnxruntime-gpu on a
-machine without a driver); the runner reports the provider that actually runs the graph.
+first: TensorRT EP (only with a folder for its engine cache: `select_backend` gives it
+``<bundle>/engines/sm_XX/onnxruntime-tensorrt``, see `ort_tensorrt_cache_dir`), CUDA EP, CPU.
+The TensorRT EP gets ``trt_fp16_enable`` for fp16 graphs and ``trt_int8_enable`` for int8 Q/DQ
+graphs (explicit quantisation: no calibration table), and keeps its engines and timing cache in
+that folder, so only the first run on a GPU pays the engine builds. ONNX Runtime itself falls
+back along the provider list when a provider cannot start (for example onnxruntime-gpu on a
+machine without a driver); the runner reports the provider that actually runs the graph, and a
+note says so when it is not the one asked for.
 
 Sessions use graph optimisation level ALL and one intra-op thread per physical core of the cores
 this process may run on (hyper-threads do not help these dense kernels, and containers often
@@ -78,17 +83,49 @@ def default_providers(prefer_tensorrt_ep: bool = True) -> list[str]:
     return [name for name in wanted if name in available] + [CPU]
 
 
-def _provider_options(provider: str, cache_dir: Path | None) -> dict[str, str]:
+def _provider_options(provider: str, cache_dir: Path | None, precision: str = "fp32",
+                      tensorrt_cache_dir: Path | None = None) -> dict[str, str]:
     if provider == TENSORRT_EP:
         # Building TensorRT engines takes minutes; without a cache every run would pay it again.
-        options = {"trt_engine_cache_enable": "True", "trt_timing_cache_enable": "True"}
-        if cache_dir is not None:
-            options["trt_engine_cache_path"] = str(cache_dir / "ort-tensorrt")
-            options["trt_timing_cache_path"] = str(cache_dir / "ort-tensorrt")
+        folder = tensorrt_cache_dir or (cache_dir / "ort-tensorrt" if cache_dir is not None else None)
+        options = {"device_id": "0", "trt_engine_cache_enable": "True", "trt_timing_cache_enable": "True",
+                   # fp16 graphs: let TensorRT run their fp16 layers in fp16 (fp32 islands stay fp32
+                   # only in a strongly typed build, which the EP does not do: the native engines
+                   # of `vem-export --from-bundle` are the exact path). int8: the graph's Q/DQ
+                   # scales are used as they are (explicit quantisation, no calibration table).
+                   "trt_fp16_enable": "True" if precision == "fp16" else "False",
+                   "trt_int8_enable": "True" if precision == "int8" else "False"}
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            options["trt_engine_cache_path"] = str(folder)
+            options["trt_timing_cache_path"] = str(folder)
         return options
     if provider == CUDA:
         return {"device_id": "0"}
     return {}
+
+
+def ort_tensorrt_cache_dir(bundle: Bundle | None) -> Path | None:
+    """Where ONNX Runtime's TensorRT EP keeps its engines for this bundle on this GPU:
+    ``<bundle>/engines/sm_XX/onnxruntime-tensorrt`` (next to the native engines, one folder per
+    GPU architecture, since an engine runs only where it was built), or the same path under
+    ``$XDG_CACHE_HOME/vem`` (``~/.cache/vem``) when the bundle folder is read-only. None when
+    the TensorRT EP is not installed or no GPU is present (then it is not offered at all)."""
+    if bundle is None or TENSORRT_EP not in available_providers():
+        return None
+    gpu = gpu_info()
+    if not gpu.available or not gpu.compute_capability:
+        return None
+    arch = "sm_" + gpu.compute_capability.replace(".", "")
+    inside = Path(bundle.folder) / "engines" / arch / "onnxruntime-tensorrt"
+    probe = inside
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if os.access(probe, os.W_OK):
+        return inside
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vem"
+    digest = sha256_file(Path(bundle.folder) / "manifest.json")[:16]
+    return base / f"bundle-{digest}" / arch / "onnxruntime-tensorrt"
 
 
 # VEM_ORT_SPINNING=1: ONNX Runtime's intra-op threads spin-wait between runs (its own default);
@@ -105,12 +142,15 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(self, providers: Sequence[str] | None = None, *, threads: int | None = None,
-                 cache_dir: str | os.PathLike | None = None, prefer_tensorrt_ep: bool = True):
+                 cache_dir: str | os.PathLike | None = None, prefer_tensorrt_ep: bool = True,
+                 tensorrt_cache_dir: str | os.PathLike | None = None):
         available = available_providers()
+        self.tensorrt_cache_dir = Path(tensorrt_cache_dir) if tensorrt_cache_dir is not None else None
         if providers is None:
             # The TensorRT EP builds engines when a session starts (minutes); only worth it with a
             # cache folder to keep them in (else it would also litter the working directory).
-            providers = default_providers(prefer_tensorrt_ep and cache_dir is not None)
+            providers = default_providers(prefer_tensorrt_ep and (cache_dir is not None
+                                                                  or self.tensorrt_cache_dir is not None))
         unknown = [name for name in providers if name not in available]
         if unknown:
             raise BundleError(f"ONNX Runtime here has no {', '.join(unknown)}; it offers {available}",
@@ -127,14 +167,27 @@ class OnnxRuntimeBackend:
         return f"onnxruntime ({', '.join(self.providers)}; {self.threads} intra-op threads)"
 
     def load(self, source: str | os.PathLike | ComponentEntry, *, bundle: Bundle | None = None,
-             name: str | None = None) -> OnnxRuntimeRunner:
-        """A runner for a graph file, or for a manifest entry (then `bundle` locates the file)."""
+             name: str | None = None, precision: str | None = None) -> OnnxRuntimeRunner:
+        """A runner for a graph file, or for a manifest entry (then `bundle` locates the file).
+
+        On a GPU provider, an entry whose notes name a GPU graph (``notes["gpu_graph"]``: the
+        transition detector computing in fp16) runs that graph; the CPU keeps the entry's own."""
+        why = ""
         if isinstance(source, ComponentEntry):
             if bundle is None:
                 raise ValueError("loading a ComponentEntry needs the bundle it belongs to (bundle=...)")
             path, digest = bundle.path(source), source.sha256
             name = name or source.name
             input_names = {spec.name for spec in source.inputs}
+            precision = precision or source.precision
+            gpu_graph = (source.notes or {}).get("gpu_graph")
+            if self.providers[0] in GPU_PROVIDERS and isinstance(gpu_graph, dict) and gpu_graph.get("file"):
+                candidate = bundle.folder / gpu_graph["file"]
+                if candidate.is_file():
+                    path, digest = candidate, gpu_graph.get("sha256")
+                    why = f"the GPU graph {gpu_graph['file']} ({gpu_graph.get('storage', 'fp16 compute')})"
+                else:
+                    why = f"its GPU graph {gpu_graph['file']} is missing; running {source.file}"
         else:
             path, digest = Path(source), None
             name = name or path.stem
@@ -142,9 +195,13 @@ class OnnxRuntimeBackend:
         # A denoiser graph that returns one guidance branch's eps runs its two branches as two
         # concurrent calls on a multi-core CPU, each with half the threads (`vem.runtime.guidance`).
         split = (BRANCH_INPUT in input_names and self.providers[0] == "CPUExecutionProvider" and self.threads >= 2)
-        return OnnxRuntimeRunner(path, name=name, providers=self.providers,
-                                 threads=self.threads // 2 if split else self.threads,
-                                 cache_dir=self.cache_dir, sha256=digest, split_branches=split)
+        runner = OnnxRuntimeRunner(path, name=name, providers=self.providers,
+                                   threads=self.threads // 2 if split else self.threads,
+                                   cache_dir=self.cache_dir, sha256=digest, split_branches=split,
+                                   precision=precision or "fp32", tensorrt_cache_dir=self.tensorrt_cache_dir)
+        if why:
+            runner.why = why
+        return runner
 
     def load_component(self, bundle: Bundle, name: str, precision: str) -> OnnxRuntimeRunner:
         """The bundle's graph for `name` at `precision` (fp32 where only fp32 was exported)."""
@@ -153,7 +210,8 @@ class OnnxRuntimeBackend:
 
 class OnnxRuntimeRunner(Runner):
     def __init__(self, path: str | os.PathLike, *, name: str, providers: Sequence[str], threads: int,
-                 cache_dir: Path | None = None, sha256: str | None = None, split_branches: bool = False):
+                 cache_dir: Path | None = None, sha256: str | None = None, split_branches: bool = False,
+                 precision: str = "fp32", tensorrt_cache_dir: Path | None = None):
         import onnxruntime
 
         self._ort = onnxruntime
@@ -181,7 +239,7 @@ class OnnxRuntimeRunner(Runner):
         model_path, written_cache = path, None
         if cache_dir is not None:
             model_path, written_cache = self._use_cache(options, path, name, providers[0], cache_dir, sha256)
-        provider_list = [(p, _provider_options(p, cache_dir)) for p in providers]
+        provider_list = [(p, _provider_options(p, cache_dir, precision, tensorrt_cache_dir)) for p in providers]
         try:
             session = onnxruntime.InferenceSession(str(model_path), sess_options=options, providers=provider_list)
         except Exception as error:  # noqa: BLE001 - ORT raises one pybind class per status code
@@ -203,7 +261,7 @@ class OnnxRuntimeRunner(Runner):
             outputs=[_tensor_info(arg) for arg in session.get_outputs()],
         )
         if active[0] != providers[0]:
-            self.notes.append(f"{providers[0]} could not start; running on {active[0]}")
+            self.notes.append(f"{name}: {providers[0]} could not start; running on {active[0]}")
         self._cupy = cupy_or_none() if self.device == "cuda" else None
         # `vem.runtime.guidance`: run the guidance branches as concurrent calls, each on ``threads``
         # intra-op threads (`OnnxRuntimeBackend.load` decides it for a branch graph on the CPU).
