@@ -36,6 +36,9 @@ def combine(target: str | Path, source: str | Path, picks: list[tuple[str, str]]
     for key in SAME_MODEL_KEYS:
         if target_data.get(key) != source_data.get(key):
             raise ValueError(f"{key} differs between {target} and {source}: not exports of the same model")
+    checkpoints = {(data.get("built_with") or {}).get("checkpoint_sha256") for data in (target_data, source_data)}
+    if len(checkpoints) > 1:
+        raise ValueError(f"{target} and {source} were exported from different checkpoints")
     added = []
     for name, precision in picks:
         entry = next((e for e in source_data["components"] if e["name"] == name and e["precision"] == precision), None)
@@ -54,10 +57,10 @@ def combine(target: str | Path, source: str | Path, picks: list[tuple[str, str]]
         target_data["components"].append(entry)
         added.append(entry["file"])
     built = target_data.setdefault("built_with", {})
-    built.setdefault("added", []).append({
-        "picks": [f"{n}:{p}" for n, p in picks],
-        "source_built_with": source_data.get("built_with"),
-    })
+    source_built = dict(source_data.get("built_with") or {})
+    if isinstance(source_built.get("source"), str):  # a path on the build machine means nothing here
+        source_built["source"] = Path(source_built["source"]).name
+    built.setdefault("added", []).append({"picks": [f"{n}:{p}" for n, p in picks], "source_built_with": source_built})
     if source_data.get("calibration") is not None and any(p == "int8" for _, p in picks):
         target_data["calibration"] = source_data["calibration"]
     order = {"fp32": 0, "fp16": 1, "int8": 2}

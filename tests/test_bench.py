@@ -96,7 +96,8 @@ def test_real_run_writes_consistent_json(demo_bundle, tmp_path, capsys):
 
 
 def test_default_precision_is_the_bundles_own(tmp_path, capsys):
-    """The shipped bundle holds fp16 graphs only: a plain `vem-bench` must time those, not ask for fp32."""
+    """A plain `vem-bench` times the precision `vem-run` would pick: on a CPU the shipped bundle's int8
+    set (its fp16 graphs are for GPUs)."""
     from vem.runtime.pipeline import DEFAULT_BUNDLE
 
     out = tmp_path / "bench.json"
@@ -104,4 +105,4 @@ def test_default_precision_is_the_bundles_own(tmp_path, capsys):
                        "--warmup", "0", "--no-gemm", "--json", str(out)])
     assert code == 0, capsys.readouterr().err
     rows = json.loads(out.read_text())["results"]
-    assert [row["precision"] for row in rows] == ["fp16"]
+    assert [row["precision"] for row in rows] == ["int8"]
