@@ -86,3 +86,31 @@ def test_vem_synth_cuts_give_the_music_tempo():
     ratios = np.array(ratios)
     assert len(ratios) > 60
     assert np.mean(np.abs(ratios - 1) < 0.05) > 0.75
+
+
+# ---- tempo maps ------------------------------------------------------------------------------------
+def test_tempo_map_puts_reachable_cuts_on_beats_with_a_bounded_glide():
+    from vem.runtime.tempo import TEMPO_RANGE_BPM, tempo_map
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        cuts = np.cumsum(rng.uniform(1.4, 5.0, 10))
+        tempo = tempo_map(cuts, float(cuts[-1] + 2.0), ["moderate"], max_change_per_bar=0.04)
+        periods = np.diff(tempo.beats_s)
+        assert 60.0 / periods.max() >= TEMPO_RANGE_BPM[0] - 1e-6 and 60.0 / periods.min() <= TEMPO_RANGE_BPM[1] + 1e-6
+        # The tempo glides: over any bar it changes by at most the bound.
+        assert np.abs(np.log(periods[4:] / periods[:-4])).max() <= np.log1p(0.04) + 1e-6
+        for cut in tempo.on_grid_s:
+            assert np.min(np.abs(tempo.beats_s - cut)) < 1e-6
+        assert len(tempo.on_grid_s) + len(tempo.left_off) == len(cuts)
+        assert len(tempo.on_grid_s) >= 7
+
+
+def test_tempo_map_names_a_cut_it_cannot_reach():
+    from vem.runtime.tempo import tempo_map
+
+    tempo = tempo_map([1.0, 1.2, 3.0, 5.0], 7.0)
+    assert [item["time_s"] for item in tempo.left_off] in ([1.0], [1.2])
+    assert "closer than one beat" in tempo.left_off[0]["reason"]
+    report = tempo.report()
+    assert report["cuts_on_grid"] == 3 and report["source"] == "map"
