@@ -369,10 +369,12 @@ def write_front_end_videos(folder: Path) -> dict[str, Any]:
 
 
 def run_front_end_bench(bundle: str | None, repeats: int = 3, quiet: bool = False,
-                        videos_dir: str | None = None) -> dict[str, Any]:
+                        videos_dir: str | None = None, compare_python: str | None = None) -> dict[str, Any]:
     """Bare PyAV decoding vs `vem-run --parse-only` (60 s 1080p), a full `vem-run` of the same
     video (its peak memory), and the 10 s 720p whole-process real-time factor with the defaults.
-    Every figure is the median of ``repeats`` separate processes."""
+    Every figure is the median of ``repeats`` separate processes. ``compare_python``: the Python
+    of another vem install (an older version, say) whose `vem-run` is timed on the same videos in
+    the same run, its default bundle and settings (rows ``*_compared``)."""
     python = sys.executable
     bundle_args = ["--bundle", bundle] if bundle else []
     started_load = load_average()
@@ -409,6 +411,10 @@ def run_front_end_bench(bundle: str | None, repeats: int = 3, quiet: bool = Fals
             "generate_10s_720p": medians("vem-run (defaults), 10 s 720p",
                                          [python, "-c", _VEM_RUN, short.path, *run_args, *bundle_args]),
         }
+        if compare_python:
+            for name, video in (("generate_60s_1080p", long), ("generate_10s_720p", short)):
+                results[f"{name}_compared"] = medians(f"{name} with {compare_python}",
+                                                      [compare_python, "-c", _VEM_RUN, video.path, *run_args])
     ratio = results["parse_only_60s_1080p"]["wall_s"] / results["bare_decode_60s_1080p"]["wall_s"]
     rtf = results["generate_10s_720p"]["wall_s"] / short.duration_s
     summary = {"parse_only_over_bare_decode": ratio, "rtf_10s_720p": rtf,
@@ -419,7 +425,7 @@ def run_front_end_bench(bundle: str | None, repeats: int = 3, quiet: bool = Fals
     machine["load_average_at_start"] = started_load
     return {"format": FRONT_END_FORMAT, "tool": "vem-bench --front-end", "machine": machine,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "repeats": repeats,
-            "bundle": str(bundle) if bundle else "shipped",
+            "bundle": str(bundle) if bundle else "shipped", "compare_python": compare_python,
             "videos": {name: {"codec": v.codec, "fps": float(v.fps), "size": list(v.size), "seconds": v.duration_s,
                               "cuts": len(v.transitions)} for name, v in videos.items()},
             "results": results, "summary": summary}
@@ -464,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="instead: whole processes timed from outside -- bare PyAV decoding vs `vem-run "
                              "--parse-only` of 60 s of 1080p H.264, a full `vem-run` of it (peak memory), and the "
                              "10 s 720p real-time factor with the defaults (--repeats processes each)")
+    parser.add_argument("--compare-python", metavar="PYTHON",
+                        help="with --front-end: also time the full runs with this Python's vem install (another "
+                             "version), in the same run")
     return parser
 
 
@@ -504,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise UsageError(f"unknown backend(s) {', '.join(unknown)}; choose from auto, onnxruntime, tensorrt")
         if args.front_end:
-            result = run_front_end_bench(args.bundle, repeats=args.repeats)
+            result = run_front_end_bench(args.bundle, repeats=args.repeats, compare_python=args.compare_python)
             if args.json:
                 Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
                 print(f"wrote {args.json}")
