@@ -43,6 +43,9 @@ def build_run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-seconds", type=float, metavar="S",
                         help="refuse videos longer than this (read from the file's header, before decoding; "
                         "default: one hour)")
+    parser.add_argument("--input-audio", choices=["drop", "mix", "track"], default="drop",
+                        help="the video's own sound in the mp4: drop it (default; the music replaces it), "
+                        "mix it 6 dB under the music, or keep it as a second audio track")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress or summary (progress is a bar per stage on a terminal, otherwise one line "

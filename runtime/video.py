@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,9 +109,14 @@ def _check_path(path: str) -> int:
     if os.path.isdir(path):
         raise InputError(f"{path}: is a folder, not a video file")
     try:
+        mode = os.stat(path).st_mode  # stat, not open: a fifo must never block us
         size = os.path.getsize(path)
     except OSError as error:
         raise InputError(f"{path}: cannot be read ({error.strerror})") from error
+    if not stat.S_ISREG(mode):
+        kind = ("a named pipe (fifo)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+                else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+        raise InputError(f"{path}: is {kind}, not a regular file", hint="vem reads videos from files; save it to one first")
     if size == 0:
         raise InputError(f"{path}: is empty (0 bytes)", hint="the file was not fully written or copied")
     if not os.access(path, os.R_OK):
