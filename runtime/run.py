@@ -165,16 +165,22 @@ MIN_FREE_BYTES = 256 * 1024
 def check_free_space(outputs: Outputs, video_size: int) -> None:
     """OutputError (exit 5) when a disk that must hold an output is full, or too full for the mp4
     (the video stream is copied into it, so it needs about the input's size)."""
-    needs: dict[str, int] = {}
+    needs: dict[str, tuple[int, str]] = {}
     for path in outputs.files():
         folder = os.path.dirname(os.path.abspath(path))
         want = MIN_FREE_BYTES + (video_size if path == outputs.video else 0)
-        needs[folder] = needs.get(folder, 0) + want
-    for folder, want in needs.items():
+        before, first = needs.get(folder, (0, path))
+        needs[folder] = (before + want, first)
+    for folder, (want, first) in needs.items():
         free = _free_bytes(folder)
-        if free is not None and free < want:
-            raise OutputError(f"{folder}: only {free / 1e6:.1f} MB free on its disk, about {want / 1e6:.1f} MB "
-                              "needed for the outputs", hint="free some space, or write somewhere else with -o")
+        if free is None or free >= want:
+            continue
+        if free < MIN_FREE_BYTES:
+            raise OutputError(f"{first}: no space left on the device ({free // 1024} kB free in {folder})",
+                              hint="free some space, or write somewhere else with -o")
+        raise OutputError(f"{first}: not enough space on the device for the outputs ({free / 1e6:.1f} MB free in "
+                          f"{folder}, about {want / 1e6:.1f} MB needed: the mp4 holds a copy of the video)",
+                          hint="free some space, or write the music alone with -o NAME.wav")
 
 
 @dataclass

@@ -1,0 +1,132 @@
+"""Stop promptly and cleanly on Ctrl-C, SIGTERM or SIGHUP.
+
+`install` (vem-run calls it) makes SIGINT, SIGTERM and SIGHUP raise `Interrupted` in the main
+thread, so that every ``with``/``finally`` on the way out runs: temporary files are removed and
+nothing is left behind (`vem.runtime.atomic`). The exit code is 128 + the signal's number (130,
+143, 129), as shells report a process killed by it. Further signals while stopping are ignored
+(no second traceback), up to a third, which exits at once.
+
+Python runs a signal handler only between bytecodes, so a signal that arrives while ONNX Runtime
+is inside a long ``session.run`` would wait for the run to end (many seconds for a long window on
+a slow CPU). A watcher thread is woken by the signal itself (`signal.set_wakeup_fd`) and sets the
+``terminate`` flag of every ONNX Runtime run in progress (`run_options`), which makes the run
+return within milliseconds; the runner then raises `Interrupted` (`raise_if_interrupted`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+_NAMES = {getattr(signal, name): name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)}
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop asked for by a signal (a KeyboardInterrupt, so code that handles Ctrl-C handles it)."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        self.signum = int(signum)
+        super().__init__(_NAMES.get(self.signum, f"signal {self.signum}"))
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def name(self) -> str:
+        return _NAMES.get(self.signum, f"signal {self.signum}")
+
+
+_lock = threading.Lock()
+_active: set[Any] = set()  # RunOptions of the ONNX Runtime runs in progress
+_received: list[int] = []  # signals seen by the watcher, in order
+_raised: list[int] = []  # the signal Interrupted was raised for (at most one)
+_installed = False
+
+
+def _handler(signum: int, frame: Any) -> None:
+    if _raised:
+        if len(_received) >= 3 or _received.count(signum) >= 3:
+            os._exit(128 + _raised[0])  # asked three times: stop now, whatever is left
+        return  # already stopping: the cleanup runs to its end
+    _raised.append(signum)
+    raise Interrupted(signum)
+
+
+def _watch(read_fd: int) -> None:
+    while True:
+        try:
+            data = os.read(read_fd, 64)
+        except OSError:
+            return
+        if not data:
+            return
+        with _lock:
+            _received.extend(data)
+            for options in list(_active):
+                options.terminate = True
+
+
+def install() -> None:
+    """Handle SIGINT, SIGTERM and SIGHUP as described above (main thread only; idempotent)."""
+    global _installed
+    if _installed or threading.current_thread() is not threading.main_thread():
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    for signum in SIGNALS:
+        signal.signal(signum, _handler)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    threading.Thread(target=_watch, args=(read_fd,), name="vem-signal-watch", daemon=True).start()
+    _installed = True
+
+
+def pending() -> int | None:
+    """The signal that asked to stop, if one did (seen by the watcher or already raised)."""
+    if _raised:
+        return _raised[0]
+    with _lock:
+        return _received[0] if _received else None
+
+
+def raise_if_interrupted() -> None:
+    """Raise `Interrupted` if a signal asked to stop (in the main thread; else do nothing)."""
+    signum = pending()
+    if signum is None or threading.current_thread() is not threading.main_thread():
+        return
+    if not _raised:
+        _raised.append(signum)
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def run_options(options: Any) -> Iterator[Any]:
+    """Register an ONNX Runtime RunOptions for the duration of one run, so that a signal
+    terminates the run; a run that fails because of that raises `Interrupted` instead."""
+    with _lock:
+        if _received:
+            options.terminate = True
+        _active.add(options)
+    try:
+        yield options
+    except Exception:
+        if pending() is not None:
+            if threading.current_thread() is threading.main_thread():
+                raise_if_interrupted()
+            raise Interrupted(pending()) from None
+        raise
+    finally:
+        with _lock:
+            _active.discard(options)
+
+
+def describe(error: Interrupted) -> str:
+    return "interrupted" if error.signum == signal.SIGINT else f"stopped by {error.name}"
+
+
+__all__ = ["Interrupted", "install", "pending", "raise_if_interrupted", "run_options", "describe"]
