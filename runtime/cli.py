@@ -57,7 +57,17 @@ def build_run_parser() -> argparse.ArgumentParser:
 def run_main(argv: list[str] | None = None) -> int:
     from .run import main
 
-    return main(argv)
+    code = main(argv)
+    if code >= 128:
+        # Stopped by a signal, temporary files already removed: leave now. Tearing down the
+        # loaded graphs and thread pools would take another second or two, and the user asked
+        # to stop.
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def build_bench_parser() -> argparse.ArgumentParser:

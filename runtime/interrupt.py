@@ -1,6 +1,6 @@
 """Stop promptly and cleanly on Ctrl-C, SIGTERM or SIGHUP.
 
-`install` (vem-run calls it) makes SIGINT, SIGTERM and SIGHUP raise `Interrupted` in the main
+Inside `handling_signals` (vem-run runs in it), SIGINT, SIGTERM and SIGHUP raise `Interrupted` in the main
 thread, so that every ``with``/``finally`` on the way out runs: temporary files are removed and
 nothing is left behind (`vem.runtime.atomic`). The exit code is 128 + the signal's number (130,
 143, 129), as shells report a process killed by it. Further signals while stopping are ignored
@@ -66,24 +66,46 @@ def _watch(read_fd: int) -> None:
             return
         if not data:
             return
+        stops = [signum for signum in data if signum in SIGNALS]  # other handled signals are no stop
+        if not stops:
+            continue
         with _lock:
-            _received.extend(data)
+            _received.extend(stops)
             for options in list(_active):
                 options.terminate = True
 
 
-def install() -> None:
-    """Handle SIGINT, SIGTERM and SIGHUP as described above (main thread only; idempotent)."""
+@contextlib.contextmanager
+def handling_signals() -> Iterator[None]:
+    """Within the block, handle SIGINT, SIGTERM and SIGHUP as described above; the previous
+    handlers come back afterwards (main thread only; elsewhere, and when nested, it does nothing)."""
     global _installed
     if _installed or threading.current_thread() is not threading.main_thread():
+        yield
         return
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
+    previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    _received.clear()
+    _raised.clear()
     for signum in SIGNALS:
         signal.signal(signum, _handler)
-    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-    threading.Thread(target=_watch, args=(read_fd,), name="vem-signal-watch", daemon=True).start()
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    watcher = threading.Thread(target=_watch, args=(read_fd,), name="vem-signal-watch", daemon=True)
+    watcher.start()
     _installed = True
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        for signum, handler in previous.items():
+            # After a stop the process is on its way out: a late signal must not print a traceback.
+            restored = signal.SIG_IGN if _raised else handler if handler is not None else signal.SIG_DFL
+            signal.signal(signum, restored)
+        os.close(write_fd)  # the watcher reads end-of-file and ends
+        watcher.join(timeout=1.0)
+        os.close(read_fd)
+        _installed = False
 
 
 def pending() -> int | None:
@@ -129,4 +151,4 @@ def describe(error: Interrupted) -> str:
     return "interrupted" if error.signum == signal.SIGINT else f"stopped by {error.name}"
 
 
-__all__ = ["Interrupted", "install", "pending", "raise_if_interrupted", "run_options", "describe"]
+__all__ = ["Interrupted", "handling_signals", "pending", "raise_if_interrupted", "run_options", "describe"]

@@ -17,7 +17,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EXIT_INTERRUPTED, EXIT_OK, InputError, OutputError, UsageError, VemError
+from .errors import EXIT_OK, InputError, OutputError, UsageError, VemError
+from .interrupt import Interrupted, describe, handling_signals
 from .progress import Progress
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -427,11 +428,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from .cli import build_run_parser
 
-    args = build_run_parser().parse_args(argv)  # argparse itself exits 2 on a malformed command line
-    with warnings.catch_warnings():
-        if not args.debug:
-            warnings.showwarning = _show_warning
-        return _main(args)
+    # SIGINT, SIGTERM, SIGHUP: stop promptly, remove temporary files, exit 128 + the signal.
+    try:
+        args = build_run_parser().parse_args(argv)  # argparse itself exits 2 on a malformed command line
+        with handling_signals(), warnings.catch_warnings():
+            if not args.debug:
+                warnings.showwarning = _show_warning
+            return _main(args)
+    except KeyboardInterrupt as error:  # a signal outside the stages' own handling
+        return _interrupted(error, "")
+
+
+def _interrupted(error: KeyboardInterrupt, detail: str) -> int:
+    stop = error if isinstance(error, Interrupted) else Interrupted()
+    print(f"error: {describe(stop)}{detail}", file=sys.stderr)
+    return stop.exit_code
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -464,9 +475,8 @@ def _main(args: argparse.Namespace) -> int:
                 raise InputError(f"bad parse JSON: {error}") from None
         pipeline = Pipeline.load(args.bundle, backend=args.backend, precision=args.precision,
                                  components=Pipeline.PARSE_COMPONENTS if args.parse_only else None)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as error:
+        return _interrupted(error, "")
     except Exception as error:  # noqa: BLE001 - every failure becomes one message and an exit code
         return _report_error(error, debug).exit_code
     failures: list[tuple[str, VemError]] = []
@@ -476,9 +486,8 @@ def _main(args: argparse.Namespace) -> int:
                              checked if not several else None)
             if not args.quiet:
                 print(summary(report))
-        except KeyboardInterrupt:
-            print("error: interrupted; no partial output was left", file=sys.stderr)
-            return EXIT_INTERRUPTED
+        except KeyboardInterrupt as error:
+            return _interrupted(error, "; no partial output was left")
         except Exception as error:  # noqa: BLE001 - each video fails on its own; the others go on
             failures.append((video, _report_error(error, debug)))
     if failures and several:
