@@ -57,8 +57,9 @@ def plan_outputs(args: argparse.Namespace, video: str, several: bool, beside: bo
     mp4: str | None = None
     target = Path(args.output) if args.output else None
     names_folder = bool(args.output) and args.output.endswith(("/", os.sep))
-    if target is not None and (several or target.is_dir() or names_folder):
-        if not target.is_dir():
+    is_folder = target is not None and os.path.isdir(target)  # False, not an error, for a too-long name
+    if target is not None and (several or is_folder or names_folder):
+        if not is_folder:
             if os.path.lexists(target) or (several and target.suffix.lower() in (*AUDIO_SUFFIXES, ".mp4")):
                 raise UsageError(f"-o {args.output}: with several videos -o must be an existing folder")
             raise OutputError(f"-o {args.output}: the folder does not exist",

@@ -13,8 +13,6 @@ import struct
 from fractions import Fraction
 
 import av
-import numpy as np
-
 from media import ENCODER_OPTIONS, PALETTE, shot_picture
 
 
@@ -162,10 +160,6 @@ def write_still_image(path: str | os.PathLike, codec: str = "png") -> str:
         for packet in stream.encode(None):
             out.mux(packet)
     return path
-
-
-def silence(seconds: float, rate: int = 16000) -> np.ndarray:
-    return np.zeros(int(seconds * rate), np.float32)
 
 
 def patch_mkv_duration(path: str | os.PathLike, seconds: float) -> str:
