@@ -105,6 +105,9 @@ def handling_signals() -> Iterator[None]:
         os.close(write_fd)  # the watcher reads end-of-file and ends
         watcher.join(timeout=1.0)
         os.close(read_fd)
+        with _lock:
+            _received.clear()
+        _raised.clear()
         _installed = False
 
 
@@ -131,13 +134,13 @@ def run_options(options: Any) -> Iterator[Any]:
     """Register an ONNX Runtime RunOptions for the duration of one run, so that a signal
     terminates the run; a run that fails because of that raises `Interrupted` instead."""
     with _lock:
-        if _received:
+        if _installed and _received:
             options.terminate = True
         _active.add(options)
     try:
         yield options
     except Exception:
-        if pending() is not None:
+        if _installed and pending() is not None:
             if threading.current_thread() is threading.main_thread():
                 raise_if_interrupted()
             raise Interrupted(pending()) from None
