@@ -29,7 +29,6 @@ out only after the whole generation, or never:
 from __future__ import annotations
 
 import io
-import math
 import os
 import statistics
 from dataclasses import dataclass, field
@@ -37,11 +36,8 @@ from dataclasses import dataclass, field
 import av
 
 from .errors import InputError, OutputError
-from .video import VideoInfo, as_fraction, open_video
+from .video import VideoInfo, as_fraction, open_video, outlier_jump
 
-# An outlier jump: longer than the header's whole duration and than these.
-OUTLIER_MIN_S = 10.0
-OUTLIER_MIN_INTERVALS = 100
 # A lone jump that dwarfs the rest of the timeline (header or not).
 LONE_JUMP_MIN_S = 60.0
 LONE_JUMP_MIN_INTERVALS = 1000
@@ -246,15 +242,12 @@ def _check_outlier(path: str, info: VideoInfo, ordered: list[float], end: float)
     typical = statistics.median(positive) if positive else 0.0
     widest = max(range(len(gaps)), key=gaps.__getitem__)
     jump = gaps[widest]
-    span = end - ordered[0]
-    declared = info.duration_s if math.isfinite(info.duration_s) else 0.0
-    unexplained = jump > max(OUTLIER_MIN_S, OUTLIER_MIN_INTERVALS * typical) and declared < jump
-    lone = (jump > max(LONE_JUMP_MIN_S, LONE_JUMP_MIN_INTERVALS * typical)
-            and jump > LONE_JUMP_SHARE * span)
-    if unexplained or lone:
-        before, after = ordered[widest] - ordered[0], ordered[widest + 1] - ordered[0]
-        raise InputError(
-            f"{path}: a frame's timestamp is an outlier: frame {widest + 2} of {len(ordered)} is at {_fmt(after)}, "
-            f"{jump:.0f} s after the one before ({_fmt(before)}); frames are otherwise {typical * 1000:.0f} ms apart "
-            f"and the header says {declared:.2f} s",
-            hint="the file's timestamps are damaged; re-encode it at a constant frame rate")
+    before, after = ordered[widest] - ordered[0], ordered[widest + 1] - ordered[0]
+    error = outlier_jump(path, before, after, typical, info.duration_s, widest + 2, len(ordered))
+    if error is None and jump > max(LONE_JUMP_MIN_S, LONE_JUMP_MIN_INTERVALS * typical) \
+            and jump > LONE_JUMP_SHARE * (end - ordered[0]):
+        # The header agrees with the jump, but one jump is nearly the whole timeline.
+        error = outlier_jump(path, before, after, typical, info.duration_s, widest + 2, len(ordered),
+                             header_agrees=True)
+    if error is not None:
+        raise error

@@ -128,7 +128,7 @@ REFUSED = {
     # name: (make, extra argv, phrases in the error line)
     "outlier, header says 0.4 s": (_outlier_lying_header, [], ["outlier", "45000.000 s", "0.40 s"]),
     "outlier, header agrees, limit raised": (_outlier_honest_header, ["--max-seconds", "1e6"],
-                                             ["outlier", "45000.000 s"]),
+                                             ["outlier", "45000.000 s", "header says 45000.04 s"]),
     "outlier, header agrees": (_outlier_honest_header, [], ["longer than the limit"]),
     "outlier within the limit": (_outlier_within_limit, [], ["outlier", "600.000 s"]),
     "concatenated ts": (_concatenated_ts, [], ["go back from 0.960 s to 0.000 s", "packet 26"]),
