@@ -467,7 +467,7 @@ def test_signal_during_a_run_stops_it_promptly_leaving_nothing(signum, code, wor
     assert process.returncode == code, text
     assert took < 2.0, (took, text)
     assert "Traceback" not in text
-    errors = [line for _, line in lines if not line.startswith("warning: ")]
+    errors = [line for _, line in lines if line.startswith(("error: ", "hint: "))]  # (progress lines aside)
     assert len(errors) == 1 and errors[0].startswith(f"error: {word}"), text
     assert names(out) == set()
 
@@ -481,7 +481,7 @@ def test_ort_run_is_terminated_by_a_signal_within_a_second(tmp_path):
     from vem.runtime.backends.onnxruntime import OnnxRuntimeBackend
     from vem.runtime.interrupt import Interrupted, handling_signals
 
-    size, depth = 1024, 150
+    size, depth = 1024, 300
     weight = helper.make_tensor("w", TensorProto.FLOAT, [size, size],
                                 (np.eye(size, dtype=np.float32)).reshape(-1).tolist())
     nodes = [helper.make_node("MatMul", ["x" if i == 0 else f"h{i}", "w"], [f"h{i + 1}"]) for i in range(depth)]
@@ -496,7 +496,7 @@ def test_ort_run_is_terminated_by_a_signal_within_a_second(tmp_path):
     previous = signal.getsignal(signal.SIGINT)
     try:
         with handling_signals():
-            timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+            timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
             timer.start()
             started = time.perf_counter()
             with pytest.raises(Interrupted) as stopped:
@@ -505,8 +505,8 @@ def test_ort_run_is_terminated_by_a_signal_within_a_second(tmp_path):
     finally:
         signal.signal(signal.SIGINT, previous)  # after a stop vem-run ignores further signals
     assert stopped.value.exit_code == 130
-    assert stopped_after < 2.0, stopped_after
+    assert stopped_after < 1.5, stopped_after  # 0.5 s, then the signal
     # Unstopped, the same run takes far longer: the signal, not the graph's end, stopped it.
     started = time.perf_counter()
     runner.run({"x": x})
-    assert time.perf_counter() - started > stopped_after + 1.0
+    assert time.perf_counter() - started > 2 * stopped_after
