@@ -62,10 +62,12 @@ def run_main(argv: list[str] | None = None) -> int:
         # Stopped by a signal, temporary files already removed: leave now. Tearing down the
         # loaded graphs and thread pools would take another second or two, and the user asked
         # to stop.
+        import contextlib
         import os
 
-        sys.stdout.flush()
-        sys.stderr.flush()
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            sys.stdout.flush()
+            sys.stderr.flush()
         os._exit(code)
     return code
 

@@ -49,9 +49,13 @@ _raised: list[int] = []  # the signal Interrupted was raised for (at most one)
 _installed = False
 
 
+_handled: list[int] = []  # signals this process's handler has seen
+
+
 def _handler(signum: int, frame: Any) -> None:
+    _handled.append(signum)
     if _raised:
-        if len(_received) >= 3 or _received.count(signum) >= 3:
+        if len(_handled) >= 3:
             os._exit(128 + _raised[0])  # asked three times: stop now, whatever is left
         return  # already stopping: the cleanup runs to its end
     _raised.append(signum)
@@ -88,6 +92,7 @@ def handling_signals() -> Iterator[None]:
     previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
     _received.clear()
     _raised.clear()
+    _handled.clear()
     for signum in SIGNALS:
         signal.signal(signum, _handler)
     previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
@@ -108,6 +113,7 @@ def handling_signals() -> Iterator[None]:
         with _lock:
             _received.clear()
         _raised.clear()
+        _handled.clear()
         _installed = False
 
 

@@ -442,7 +442,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _interrupted(error: KeyboardInterrupt, detail: str) -> int:
     stop = error if isinstance(error, Interrupted) else Interrupted()
-    print(f"error: {describe(stop)}{detail}", file=sys.stderr)
+    try:
+        print(f"error: {describe(stop)}{detail}", file=sys.stderr)
+    except OSError:  # SIGHUP: the terminal may be gone
+        pass
     return stop.exit_code
 
 

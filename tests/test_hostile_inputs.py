@@ -510,3 +510,34 @@ def test_ort_run_is_terminated_by_a_signal_within_a_second(tmp_path):
     started = time.perf_counter()
     runner.run({"x": x})
     assert time.perf_counter() - started > 2 * stopped_after
+
+
+@pytest.mark.slow
+def test_sigterm_at_every_stage_stops_within_two_seconds(tmp_path):
+    """SIGTERM sent 1, 3, 5, ... 13 s into a short run (loading, decoding, parsing, diffusion,
+    decoding audio, beat analysis, writing: whatever stage that is on this machine): every time the
+    process ends within 2 s with exit 143 and leaves nothing; a run that finished first is fine.
+    Prints the times (pytest -s)."""
+    video = write_test_video(tmp_path / "clip.mp4", seconds=10.0, cut_times=[3.0, 6.0]).path
+    took_all = []
+    for delay in (1, 3, 5, 7, 9, 11, 13):
+        out = tmp_path / f"out{delay}"
+        out.mkdir()
+        process, lines = _start(out, video, "--steps", "2", "-q")
+        time.sleep(delay)
+        if process.poll() is not None:  # done before the signal
+            assert process.returncode == 0
+            continue
+        sent = time.perf_counter()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        took = time.perf_counter() - sent
+        took_all.append((delay, round(took, 2), process.returncode))
+        text = "\n".join(line for _, line in lines)
+        if process.returncode == 0:  # it finished between the check and the signal
+            continue
+        assert process.returncode == 143 and "Traceback" not in text, text
+        assert took < 2.0, (delay, took, text)
+        assert names(out) == set()
+    print("delay s, stop s, exit code:", took_all)
+    assert took_all
