@@ -172,3 +172,21 @@ def patch_mkv_duration(path: str | os.PathLike, seconds: float) -> str:
     struct.pack_into(">d", data, at + 3, seconds * 1000.0)
     open(path, "wb").write(bytes(data))
     return path
+
+
+def write_plain_codec_video(path: str | os.PathLike, codec: str, container_format: str, frames: int = 10) -> str:
+    """A few frames in an old codec (flv1, cinepak, ...) in its own container: a real video that
+    an mp4 cannot hold."""
+    path = os.fspath(path)
+    pix_fmt = {"cinepak": "rgb24", "huffyuv": "yuv422p"}.get(codec, "yuv420p")
+    with av.open(path, "w", format=container_format) as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(shot_picture(64, 48, PALETTE[i % len(PALETTE)]), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path

@@ -32,6 +32,7 @@ from hostile_media import (  # noqa: E402
     concatenated_ts,
     patch_mkv_duration,
     patch_mp4_durations,
+    write_plain_codec_video,
     write_raw_h264,
     write_still_image,
     write_with_packet_times,
@@ -158,6 +159,21 @@ def test_unplaceable_or_uncopyable_video_is_exit_3_before_the_bundle(case, tmp_p
     line = assert_one_error(code, err, EXIT_INPUT, str(video), *phrases)
     assert seconds < 5.0, (seconds, line)  # bounded: a demux pass, nothing decoded on the grid
     assert names(out) == set()
+
+
+@pytest.mark.parametrize("codec, fmt, name", [("flv", "flv", "old.flv"), ("cinepak", "avi", "old.avi")])
+def test_codec_an_mp4_cannot_hold_fails_before_the_bundle(codec, fmt, name, tmp_path, capsys, monkeypatch):
+    """The dry-run mux finds, before the bundle loads, what the real mux would find after the
+    generation: exit 5 with the muxer's reason and the hint to write the music alone; with
+    ``-o music.wav`` the same file passes every cheap check (and reaches the missing bundle)."""
+    video = write_plain_codec_video(tmp_path / name, codec, fmt)
+    monkeypatch.chdir(tmp_path)
+    code, err = run(capsys, video, "--bundle", NO_BUNDLE)
+    assert_one_error(code, err, EXIT_OUTPUT, name, "cannot be copied into an mp4", "does not support")
+    assert "-o NAME.wav" in err
+    code, err = run(capsys, video, "--bundle", NO_BUNDLE, "-o", "music.wav")
+    assert_one_error(code, err, EXIT_BUNDLE)
+    assert names(tmp_path) == {name}
 
 
 def test_raw_stream_writes_the_music_alone(tmp_path, capsys, monkeypatch):
