@@ -46,6 +46,10 @@ def check_output_path(path: str | os.PathLike, *, force: bool = False, inputs: I
         raise OutputError(f"{path}: the folder {folder} does not exist", hint="create it first or choose another output path")
     if os.path.isdir(final):
         raise OutputError(f"{path}: is a folder, not a file name")
+    name_bytes, name_max = len(os.fsencode(os.path.basename(final))), _name_max(folder)
+    if name_bytes > name_max:
+        raise OutputError(f"{path}: the file name is too long ({name_bytes} bytes; this file system allows "
+                          f"{name_max})", hint="choose a shorter output name with -o")
     if os.path.lexists(final) and not force:
         raise OutputError(f"{path}: already exists", hint="use --force to overwrite it, or choose another output name")
     return final
@@ -101,9 +105,20 @@ def _describe(error: BaseException) -> str:
     return getattr(error, "strerror", None) or str(error)
 
 
+def _name_max(folder: str) -> int:
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
 def _create_temp(final: str) -> str:
     folder, name = os.path.split(final)
     stem, ext = os.path.splitext(name)
+    # The hidden name adds 18 bytes to the final one: shorten its stem so that any final name the
+    # file system takes has a temporary name it takes too.
+    room = _name_max(folder) - len(os.fsencode(f"..{'0' * 8}.partial{ext}"))
+    stem = os.fsdecode(os.fsencode(stem)[:max(room, 1)]) or "vem"
     for _ in range(100):
         temp = os.path.join(folder, f".{stem}.{secrets.token_hex(4)}.partial{ext}")
         try:

@@ -43,6 +43,9 @@ def build_run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-seconds", type=float, metavar="S",
                         help="refuse videos longer than this (read from the file's header, before decoding; "
                         "default: one hour)")
+    parser.add_argument("--input-audio", choices=["drop", "mix", "track"], default="drop",
+                        help="the video's own sound in the mp4: drop it (default; the music replaces it), "
+                        "mix it 6 dB under the music, or keep it as a second audio track")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress or summary (progress is a bar per stage on a terminal, otherwise one line "
@@ -54,7 +57,19 @@ def build_run_parser() -> argparse.ArgumentParser:
 def run_main(argv: list[str] | None = None) -> int:
     from .run import main
 
-    return main(argv)
+    code = main(argv)
+    if code >= 128:
+        # Stopped by a signal, temporary files already removed: leave now. Tearing down the
+        # loaded graphs and thread pools would take another second or two, and the user asked
+        # to stop.
+        import contextlib
+        import os
+
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def build_bench_parser() -> argparse.ArgumentParser:

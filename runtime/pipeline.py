@@ -36,6 +36,7 @@ import numpy as np
 from . import __version__
 from .audio import apply_fades, normalize_loudness
 from .backends import Runner, component_placement, select_backend
+from .backends.base import check_finite
 from .beats import track_beats
 from .beats import warm_up as warm_up_beats
 from .bundle import Bundle, load_bundle
@@ -276,10 +277,12 @@ class Pipeline:
         stages = progress if isinstance(progress, Progress) else Progress("bar" if progress is True else "off")
         warm_up_beats()  # the analysis at the end needs librosa's tracker compiled
         sampler_name = sampler or self.bundle.manifest.sampler["name"]
-        steps = int(steps or self.bundle.manifest.sampler["steps"])
+        steps = int(self.bundle.manifest.sampler["steps"] if steps is None else steps)
         guidance = float(self.bundle.manifest.sampler["guidance"] if guidance is None else guidance)
-        if steps < 1:
-            raise UsageError(f"--steps must be >= 1, got {steps}")
+        if not 1 <= steps <= self.schedule.num_train_steps:
+            raise UsageError(f"--steps must be between 1 and {self.schedule.num_train_steps}, got {steps}")
+        if not math.isfinite(guidance):
+            raise UsageError(f"--guidance must be a finite number, got {guidance}")
         if bpm is not None and not (math.isfinite(bpm) and MIN_BPM <= bpm <= MAX_BPM):
             raise UsageError(f"--bpm must be between {MIN_BPM:g} and {MAX_BPM:g}, got {bpm:g}")
         if bpm is not None and TEMPO_INPUT not in self.runners["denoiser"].input_names:
@@ -617,7 +620,10 @@ class Pipeline:
                         advance(1)
                     elif callable(progress):
                         progress(index + 1, steps)
-                return denoiser.to_host(z)
+                latent = denoiser.to_host(z)
+            # Device-resident steps are not checked one by one (that would sync every step).
+            check_finite("denoiser", {"latent": latent})
+            return latent
         finally:
             step.close()
 

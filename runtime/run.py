@@ -17,7 +17,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EXIT_INTERRUPTED, EXIT_OK, InputError, OutputError, UsageError, VemError
+from .errors import EXIT_OK, InputError, OutputError, UsageError, VemError
+from .interrupt import Interrupted, describe, handling_signals
 from .progress import Progress
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -42,21 +43,27 @@ class Outputs:
         return [p for p in (self.audio, self.video, self.report, self.plot, self.parse) if p]
 
 
-def plan_outputs(args: argparse.Namespace, video: str, several: bool) -> Outputs:
+def plan_outputs(args: argparse.Namespace, video: str, several: bool, beside: bool = False) -> Outputs:
     """Where each output of one video goes (checked before any work is done).
 
-    Default: <stem>.vem.wav and <stem>.vem.mp4 in the current folder. ``-o`` naming a folder (or,
-    with several videos, ``-o`` at all) puts them there; ``-o x.wav|x.flac`` writes only that audio
-    file, ``-o x.mp4`` only the video. With several videos, report/plot/parse files are named per
-    video beside the outputs."""
+    Default: <stem>.vem.wav and <stem>.vem.mp4 in the current folder, or beside the video when it
+    came from a folder argument (``beside``). ``-o`` naming a folder (or, with several videos,
+    ``-o`` at all) puts them there; ``-o x.wav|x.flac`` writes only that audio file, ``-o x.mp4``
+    only the video. With several videos, report/plot/parse files are named per video beside the
+    outputs."""
     stem = Path(video).stem
-    folder = Path(".")
+    folder = Path(video).parent if beside else Path(".")
     audio: str | None = None
     mp4: str | None = None
     target = Path(args.output) if args.output else None
-    if target is not None and (several or target.is_dir()):
-        if not target.is_dir():
-            raise UsageError(f"-o {args.output}: with several videos -o must be an existing folder")
+    names_folder = bool(args.output) and args.output.endswith(("/", os.sep))
+    is_folder = target is not None and os.path.isdir(target)  # False, not an error, for a too-long name
+    if target is not None and (several or is_folder or names_folder):
+        if not is_folder:
+            if os.path.lexists(target) or (several and target.suffix.lower() in (*AUDIO_SUFFIXES, ".mp4")):
+                raise UsageError(f"-o {args.output}: with several videos -o must be an existing folder")
+            raise OutputError(f"-o {args.output}: the folder does not exist",
+                              hint="create it first, or choose another output folder")
         folder = target
     elif target is not None and target.suffix.lower() in AUDIO_SUFFIXES:
         audio = args.output
@@ -115,6 +122,97 @@ def check_video(video: str, max_seconds: float | None = None):
     return info
 
 
+# What the command line may ask for (checked before anything is loaded: exit 2).
+MAX_STEPS = 1000  # the diffusion schedule's training steps: more sampler steps than that do not exist
+MAX_GUIDANCE = 100.0
+MAX_SEED = 2**63 - 1
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """UsageError (exit 2) for a flag value that cannot work, before anything slow happens."""
+    import math
+
+    from .tags import TAG_VOCABULARY, normalise_tags, unknown_tags
+    from .tempo import MAX_BPM, MIN_BPM
+
+    if args.steps is not None and not 1 <= args.steps <= MAX_STEPS:
+        raise UsageError(f"--steps must be between 1 and {MAX_STEPS}, got {args.steps}")
+    if args.guidance is not None and not (math.isfinite(args.guidance) and 0.0 <= args.guidance <= MAX_GUIDANCE):
+        raise UsageError(f"--guidance must be a number between 0 and {MAX_GUIDANCE:g}, got {args.guidance:g}",
+                         hint="1 means no guidance; the bundle's default is usually a few units")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be between 0 and 2**63-1, got {args.seed}")
+    if args.bpm is not None and not (math.isfinite(args.bpm) and MIN_BPM <= args.bpm <= MAX_BPM):
+        raise UsageError(f"--bpm must be between {MIN_BPM:g} and {MAX_BPM:g}, got {args.bpm:g}")
+    if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
+        raise UsageError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds:g}")
+    if args.tags is not None:
+        unknown = unknown_tags(normalise_tags(args.tags))
+        if unknown:
+            raise UsageError(f"unknown tag(s) {', '.join(unknown)}; known tags: {', '.join(TAG_VOCABULARY)}")
+
+
+def _free_bytes(folder: str) -> int | None:
+    try:
+        stat = os.statvfs(folder or ".")
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+# Below this much free space nothing vem writes fits (a second of 16-bit mono 16 kHz is 32 kB).
+MIN_FREE_BYTES = 256 * 1024
+
+
+def check_free_space(outputs: Outputs, video_size: int) -> None:
+    """OutputError (exit 5) when a disk that must hold an output is full, or too full for the mp4
+    (the video stream is copied into it, so it needs about the input's size)."""
+    needs: dict[str, tuple[int, str]] = {}
+    for path in outputs.files():
+        folder = os.path.dirname(os.path.abspath(path))
+        want = MIN_FREE_BYTES + (video_size if path == outputs.video else 0)
+        before, first = needs.get(folder, (0, path))
+        needs[folder] = (before + want, first)
+    for folder, (want, first) in needs.items():
+        free = _free_bytes(folder)
+        if free is None or free >= want:
+            continue
+        if free < MIN_FREE_BYTES:
+            raise OutputError(f"{first}: no space left on the device ({free // 1024} kB free in {folder})",
+                              hint="free some space, or write somewhere else with -o")
+        raise OutputError(f"{first}: not enough space on the device for the outputs ({free / 1e6:.1f} MB free in "
+                          f"{folder}, about {want / 1e6:.1f} MB needed: the mp4 holds a copy of the video)",
+                          hint="free some space, or write the music alone with -o NAME.wav")
+
+
+@dataclass
+class Checked:
+    """What the cheap checks of one video learned (vem-run uses it when writing)."""
+
+    info: object  # VideoInfo
+    preflight: object  # Preflight
+    warnings: list[str]
+
+
+def check_input(args: argparse.Namespace, video: str, outputs: Outputs) -> Checked:
+    """Every check of one video and its outputs that needs no model: paths, headers, the length
+    limit, the packets' timestamps (and, for an mp4, that its video can be copied), free space.
+    Raises the VemError the README lists; returns the warnings to print."""
+    from .pipeline import MAX_VIDEO_SECONDS
+    from .preflight import check_timestamps
+
+    _check_outputs(outputs, video, args.force)
+    info = check_video(video, args.max_seconds)
+    limit = args.max_seconds if args.max_seconds is not None else MAX_VIDEO_SECONDS
+    preflight = check_timestamps(video, info, mux=outputs.video is not None, max_seconds=limit)
+    check_free_space(outputs, info.size_bytes)
+    warnings = list(preflight.warnings)
+    if info.has_audio and outputs.video is not None and args.input_audio == "drop":
+        warnings.append("its own audio track is left out of the mp4 (the music replaces it); "
+                        "--input-audio mix or track keeps it")
+    return Checked(info, preflight, warnings)
+
+
 def _parse_source(path: str) -> dict:
     """Where a user's parse came from, so that the report says which file (and which version of it)."""
     from .bundle import sha256_file
@@ -123,7 +221,7 @@ def _parse_source(path: str) -> dict:
 
 
 def run_one(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, parse,
-            parse_source: dict | None = None) -> dict:
+            parse_source: dict | None = None, checked: Checked | None = None) -> dict:
     """Generate and write every output of one video, all or nothing.
 
     Each output is first written to a temporary file beside its final name; only when all of them
@@ -142,7 +240,12 @@ def run_one(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, pa
 
     if not os.path.exists(video):
         raise InputError(f"{video}: no such file")
-    _check_outputs(outputs, video, args.force)
+    if checked is None:
+        checked = check_input(args, video, outputs)
+        for warning in checked.warnings:
+            print(f"warning: {video}: {warning}", file=sys.stderr)
+    else:
+        _check_outputs(outputs, video, args.force)  # again: a file may have appeared meanwhile
     limit = args.max_seconds if args.max_seconds is not None else MAX_VIDEO_SECONDS
     progress = Progress.for_stream(sys.stderr, quiet=args.quiet)
     if getattr(args, "parse_only", False):
@@ -157,6 +260,8 @@ def run_one(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, pa
     report["max_video_seconds"] = limit
     for warning in report.get("warnings", []):
         print(f"warning: {video}: {warning}", file=sys.stderr)
+    report["warnings"] = list(checked.warnings) + list(report.get("warnings", []))
+    report["input_audio"] = args.input_audio if checked.info.has_audio else None
 
     started = time.perf_counter()
     with contextlib.ExitStack() as staged_outputs:
@@ -178,7 +283,11 @@ def run_one(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, pa
             write(outputs.audio, lambda temp: write_audio(temp, result.waveform, result.sample_rate, force=True))
             report["music"]["files"].append(os.path.abspath(outputs.audio))
         if outputs.video:
-            write(outputs.video, lambda temp: mux_music(video, result.waveform, result.sample_rate, temp, force=True))
+            # The waveform is the finished music (fitted to the frames and faded by the
+            # pipeline): the mux neither fades it again nor pads it to what a header claims.
+            write(outputs.video, lambda temp: mux_music(
+                video, result.waveform, result.sample_rate, temp, force=True, fade_s=0.0,
+                duration_s=len(result.waveform) / result.sample_rate, input_audio=args.input_audio))
             report["music"]["files"].append(os.path.abspath(outputs.video))
         if outputs.parse:
             write(outputs.parse, lambda temp: _write_json_to(temp, parse_to_dict(result.parse)))
@@ -250,8 +359,8 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def expand_inputs(paths: list[str]) -> tuple[list[str], bool]:
-    """The video files named by the command line, and whether a folder was among them.
+def expand_inputs(paths: list[str]) -> tuple[list[str], set[str]]:
+    """The video files named by the command line, and those of them that came from a folder.
 
     A folder stands for the video files directly inside it (by extension, `VIDEO_SUFFIXES`),
     sorted by name; hidden files (our own temporary files among them) and vem's own outputs
@@ -259,10 +368,9 @@ def expand_inputs(paths: list[str]) -> tuple[list[str], bool]:
     results back in. A file named explicitly is taken whatever its extension (its content decides).
     Each video is taken once."""
     videos: list[str] = []
-    from_folder = False
+    from_folder: set[str] = set()
     for raw in paths:
         if os.path.isdir(raw):
-            from_folder = True
             found = sorted(
                 str(entry) for entry in Path(raw).iterdir()
                 if entry.suffix.lower() in VIDEO_SUFFIXES and not entry.name.startswith(".")
@@ -272,13 +380,15 @@ def expand_inputs(paths: list[str]) -> tuple[list[str], bool]:
                 raise UsageError(f"{raw}: no video files in this folder",
                                  hint=f"vem-run takes files ending in {', '.join(VIDEO_SUFFIXES)}")
             videos.extend(found)
+            from_folder.update(found)
         else:
             videos.append(raw)
     return list(dict.fromkeys(videos)), from_folder
 
 
-def _plan_all(args: argparse.Namespace, videos: list[str], several: bool) -> dict[str, Outputs]:
-    plans = {video: plan_outputs(args, video, several) for video in videos}
+def _plan_all(args: argparse.Namespace, videos: list[str], several: bool,
+              from_folder: set[str] = frozenset()) -> dict[str, Outputs]:
+    plans = {video: plan_outputs(args, video, several, beside=video in from_folder) for video in videos}
     owner: dict[str, str] = {}
     for video, outputs in plans.items():
         for path in outputs.files():
@@ -319,11 +429,24 @@ def main(argv: list[str] | None = None) -> int:
 
     from .cli import build_run_parser
 
-    args = build_run_parser().parse_args(argv)  # argparse itself exits 2 on a malformed command line
-    with warnings.catch_warnings():
-        if not args.debug:
-            warnings.showwarning = _show_warning
-        return _main(args)
+    # SIGINT, SIGTERM, SIGHUP: stop promptly, remove temporary files, exit 128 + the signal.
+    try:
+        args = build_run_parser().parse_args(argv)  # argparse itself exits 2 on a malformed command line
+        with handling_signals(), warnings.catch_warnings():
+            if not args.debug:
+                warnings.showwarning = _show_warning
+            return _main(args)
+    except KeyboardInterrupt as error:  # a signal outside the stages' own handling
+        return _interrupted(error, "")
+
+
+def _interrupted(error: KeyboardInterrupt, detail: str) -> int:
+    stop = error if isinstance(error, Interrupted) else Interrupted()
+    try:
+        print(f"error: {describe(stop)}{detail}", file=sys.stderr)
+    except OSError:  # SIGHUP: the terminal may be gone
+        pass
+    return stop.exit_code
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -333,17 +456,18 @@ def _main(args: argparse.Namespace) -> int:
         from .pipeline import Pipeline
         from .tags import TAG_VOCABULARY
 
-        if args.max_seconds is not None and not args.max_seconds > 0:
-            raise UsageError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
+        check_flags(args)
         videos, from_folder = expand_inputs(args.videos)
-        several = len(videos) > 1 or from_folder
+        several = len(videos) > 1 or bool(from_folder)
         if args.parse and several:
             raise UsageError("--parse describes one video; give one video with it")
-        plans = _plan_all(args, videos, several)
+        plans = _plan_all(args, videos, several, from_folder)
+        checked = None
         if not several:
             # Cheap checks before the slow bundle load: a bad file or output fails in a moment.
-            _check_outputs(plans[videos[0]], videos[0], args.force)
-            check_video(videos[0], args.max_seconds)
+            checked = check_input(args, videos[0], plans[videos[0]])
+            for warning in checked.warnings:
+                print(f"warning: {videos[0]}: {warning}", file=sys.stderr)
         parse = parse_source = None
         if args.parse:
             try:
@@ -355,20 +479,19 @@ def _main(args: argparse.Namespace) -> int:
                 raise InputError(f"bad parse JSON: {error}") from None
         pipeline = Pipeline.load(args.bundle, backend=args.backend, precision=args.precision,
                                  components=Pipeline.PARSE_COMPONENTS if args.parse_only else None)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as error:
+        return _interrupted(error, "")
     except Exception as error:  # noqa: BLE001 - every failure becomes one message and an exit code
         return _report_error(error, debug).exit_code
     failures: list[tuple[str, VemError]] = []
     for video in videos:
         try:
-            report = run_one(pipeline, args, video, plans[video], parse, parse_source)
+            report = run_one(pipeline, args, video, plans[video], parse, parse_source,
+                             checked if not several else None)
             if not args.quiet:
                 print(summary(report))
-        except KeyboardInterrupt:
-            print("error: interrupted; no partial output was left", file=sys.stderr)
-            return EXIT_INTERRUPTED
+        except KeyboardInterrupt as error:
+            return _interrupted(error, "; no partial output was left")
         except Exception as error:  # noqa: BLE001 - each video fails on its own; the others go on
             failures.append((video, _report_error(error, debug)))
     if failures and several:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,9 +109,14 @@ def _check_path(path: str) -> int:
     if os.path.isdir(path):
         raise InputError(f"{path}: is a folder, not a video file")
     try:
+        mode = os.stat(path).st_mode  # stat, not open: a fifo must never block us
         size = os.path.getsize(path)
     except OSError as error:
         raise InputError(f"{path}: cannot be read ({error.strerror})") from error
+    if not stat.S_ISREG(mode):
+        kind = ("a named pipe (fifo)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+                else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+        raise InputError(f"{path}: is {kind}, not a regular file", hint="vem reads videos from files; save it to one first")
     if size == 0:
         raise InputError(f"{path}: is empty (0 bytes)", hint="the file was not fully written or copied")
     if not os.access(path, os.R_OK):
@@ -593,3 +599,38 @@ def decode_frames(
         frame_times_s=np.array([float(t) for t in signal_times], dtype=np.float64),
         signatures=np.stack(signatures) if signatures else np.zeros((0, *SIGNATURE_SHAPE), np.uint8),
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# outlier timestamps (shared by vem.runtime.preflight; decode_frames may call it per frame)
+
+# A jump between two consecutive presentation times is an outlier when it is longer than both of
+# these and than the whole duration the header declares (the header does not account for it).
+OUTLIER_MIN_S = 10.0
+OUTLIER_MIN_INTERVALS = 100
+
+
+def outlier_jump(path: str, before_s: float, after_s: float, typical_s: float, declared_s: float | None,
+                 frame: int | None = None, frames: int | None = None, *,
+                 header_agrees: bool = False) -> InputError | None:
+    """The InputError to raise when the jump from ``before_s`` to ``after_s`` (seconds from the
+    first frame) is an outlier, else None.
+
+    ``typical_s`` is the usual interval between frames so far (a median), ``declared_s`` the
+    header's duration (None or 0 when it has none); ``header_agrees`` judges the jump without the
+    header (for a caller that has found it an outlier by another rule). Laying frames on the 16 fps grid across such a
+    jump is what makes a 10-frame file take hours and gigabytes. In `decode_frames` the rule is:
+    before filling the grid up to a new frame at ``t``, call
+    ``outlier_jump(path, float(held_t), float(t), median(recent_intervals), info.duration_s)``
+    and raise what it returns (the caller's pass over packet timestamps already refuses such
+    files before the bundle loads; this guards the library's own callers)."""
+    jump = after_s - before_s
+    declared = declared_s if declared_s and math.isfinite(declared_s) else 0.0
+    if not (jump > max(OUTLIER_MIN_S, OUTLIER_MIN_INTERVALS * typical_s) and (header_agrees or jump > declared)):
+        return None
+    which = f"frame {frame} of {frames}" if frame is not None and frames is not None else "a frame"
+    return InputError(
+        f"{path}: a frame's timestamp is an outlier: {which} is at {after_s:.3f} s, {jump:.0f} s after the one "
+        f"before ({before_s:.3f} s); frames are otherwise {typical_s * 1000:.0f} ms apart and the header says "
+        f"{declared:.2f} s",
+        hint="the file's timestamps are damaged; re-encode it at a constant frame rate")

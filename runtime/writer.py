@@ -3,8 +3,10 @@
 Stage 6 of the runtime (DESIGN.md). The video is never re-encoded: every packet of the input's
 video stream is copied as it is (same bytes, same timestamps), so quality and size are the
 input's and muxing takes a fraction of a second. The music is fitted to the video's duration
-(trimmed, or padded with silence), faded out, encoded as AAC and interleaved by time. Audio
-streams of the input are dropped (the music replaces them), as are subtitle and data streams.
+(trimmed, or padded with silence), faded out, encoded as AAC and interleaved by time. The input's
+own audio is dropped by default (the music replaces it); ``input_audio="mix"`` mixes it 6 dB under
+the music, ``"track"`` keeps it as a second AAC track (decoded and re-encoded, so any codec works).
+Subtitle and data streams are dropped.
 
 Rotation metadata is kept: PyAV's ``add_stream_from_template`` copies the stream's codec
 parameters including their coded side data, which holds the display matrix (checked by a test).
@@ -21,6 +23,7 @@ music alone (.wav / .flac).
 from __future__ import annotations
 
 import contextlib
+import heapq
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -36,6 +39,8 @@ from .video import as_fraction, open_video, probe
 VIDEO_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov"}
 DEFAULT_FADE_S = 1.0
 DEFAULT_AAC_BITRATE = 160_000
+INPUT_AUDIO_MODES = ("drop", "mix", "track")
+MIX_GAIN = 0.5  # the input's own sound, 6 dB under the music
 
 
 @dataclass(frozen=True)
@@ -86,10 +91,17 @@ def mux_music(
     fade_in_s: float = 0.0,
     force: bool = False,
     bitrate: int = DEFAULT_AAC_BITRATE,
+    duration_s: float | None = None,
+    input_audio: str = "drop",
 ) -> MuxResult:
     """Write ``out_path`` (.mp4/.m4v/.mov): ``video_path``'s video stream copied packet by packet, plus
     ``waveform`` (float [samples] or [channels, samples], mono or stereo, at ``sample_rate``) as AAC,
     fitted to the video's duration with a ``fade_s`` fade-out.
+
+    duration_s: the length to fit the music to, when the caller knows better than the header (the
+    frames' real end: a header may claim 50 minutes over 3 seconds of pictures); default: the
+    header's duration. Music already fitted and faded (vem-run's) is passed with ``fade_s=0``.
+    input_audio: what becomes of the input's own audio (`INPUT_AUDIO_MODES`; see the module doc).
 
     Atomic (temp file + rename); never overwrites without ``force``; refuses ``out_path`` equal to
     ``video_path``. Raises InputError for an unusable video, OutputError when the file cannot be
@@ -103,11 +115,24 @@ def mux_music(
     if channels.shape[0] not in (1, 2):
         raise ValueError(f"music must be mono or stereo, got {channels.shape[0]} channels")
 
+    if input_audio not in INPUT_AUDIO_MODES:
+        raise UsageError(f"input_audio must be one of {', '.join(INPUT_AUDIO_MODES)}, got {input_audio!r}")
+
     info = probe(video_path)  # InputError for anything that is not a usable video
-    duration = info.duration_s
+    duration = info.duration_s if duration_s is None else float(duration_s)
     music = fit_duration(channels, sample_rate, duration)
     music = apply_fades(music, sample_rate, fade_in_s=fade_in_s, fade_out_s=fade_s)
-    music = np.clip(music, -1.0, 1.0)
+    tracks = [music]
+    if input_audio != "drop" and info.has_audio:
+        own = read_input_audio(video_path, sample_rate, music.shape[0], music.shape[1], info.start_s)
+        if input_audio == "mix":
+            mixed = music + MIX_GAIN * own
+            peak = float(np.max(np.abs(mixed))) if mixed.size else 0.0
+            tracks = [mixed / peak if peak > 1.0 else mixed]
+        else:
+            tracks.append(own)
+    tracks = [np.clip(track, -1.0, 1.0) for track in tracks]
+    music = tracks[0]
 
     with atomic_output(out_path, force=force, inputs=[video_path]) as temp:
         source, in_stream = open_video(video_path)
@@ -117,7 +142,7 @@ def mux_music(
             except av.FFmpegError as error:
                 raise OutputError(f"{out_path}: cannot be created ({getattr(error, 'strerror', error)})") from error
             try:
-                video_packets = _remux(source, in_stream, output, music, sample_rate, info, out_path, bitrate)
+                video_packets = _remux(source, in_stream, output, tracks, sample_rate, info, out_path, bitrate)
             except BaseException:
                 with contextlib.suppress(Exception):
                     output.close()
@@ -168,11 +193,43 @@ def _copy_stream(output, in_stream, info):
         return stream
 
 
-def _remux(source, in_stream, output, music: np.ndarray, sample_rate: int, info, out_path: str, bitrate: int) -> int:
+def read_input_audio(video_path: str, sample_rate: int, channels: int, samples: int, start_s: float) -> np.ndarray:
+    """The input's first audio stream as float [channels, samples] at ``sample_rate``, aligned with
+    the picture (time 0 = the first frame at ``start_s``), cut or padded with silence to ``samples``.
+    InputError when it does not decode."""
+    out = np.zeros((channels, samples), dtype=np.float64)
+    resampler = av.AudioResampler(format="fltp", layout=_layout(channels), rate=int(sample_rate))
+    try:
+        with av.open(video_path) as container:
+            stream = container.streams.audio[0]
+            cursor = None
+            for frame in container.decode(stream):
+                for piece in resampler.resample(frame):
+                    if cursor is None:
+                        cursor = int(round(((piece.time if piece.time is not None else start_s) - start_s)
+                                           * sample_rate))
+                    data = piece.to_ndarray().reshape(channels, -1)
+                    begin, end = max(cursor, 0), min(cursor + data.shape[1], samples)
+                    if end > begin:
+                        out[:, begin:end] = data[:, begin - cursor:end - cursor]
+                    cursor += data.shape[1]
+                if cursor is not None and cursor >= samples:
+                    break
+    except (av.FFmpegError, IndexError, ValueError) as error:
+        raise InputError(f"{video_path}: its audio track cannot be decoded ({getattr(error, 'strerror', error)})",
+                         hint="leave it out (--input-audio drop)") from error
+    return out
+
+
+def _remux(source, in_stream, output, tracks: list[np.ndarray], sample_rate: int, info, out_path: str,
+           bitrate: int) -> int:
     try:
         out_video = _copy_stream(output, in_stream, info)
-        out_audio = output.add_stream("aac", rate=int(sample_rate), layout=_layout(music.shape[0]))
-        out_audio.bit_rate = bitrate
+        out_audio = []
+        for track in tracks:
+            stream = output.add_stream("aac", rate=int(sample_rate), layout=_layout(track.shape[0]))
+            stream.bit_rate = bitrate
+            out_audio.append(stream)
     except (av.FFmpegError, ValueError) as error:
         raise OutputError(
             f"{out_path}: cannot set up the output streams ({getattr(error, 'strerror', error)})",
@@ -182,7 +239,9 @@ def _remux(source, in_stream, output, music: np.ndarray, sample_rate: int, info,
     # The music starts where the picture starts (some containers start their clock above 0).
     start_pts = int(round(info.start_s * sample_rate))
     try:
-        audio_packets = _encode_aac(music, sample_rate, out_audio, start_pts)
+        # All audio packets in time order (a second track is interleaved with the first).
+        audio_packets = list(heapq.merge(*[_encode_aac(track, sample_rate, stream, start_pts)
+                                           for track, stream in zip(tracks, out_audio)], key=_packet_time))
     except av.FFmpegError as error:
         raise OutputError(f"{out_path}: AAC encoding failed ({getattr(error, 'strerror', error)})") from error
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vem.runtime.captions import caption_from_tags, describe_storyboard, tags_from_probabilities
-from vem.runtime.errors import UsageError
+from vem.runtime.errors import OutputError, UsageError
 from vem.runtime.plot import encode_png, spectrogram_image
 from vem.runtime.run import plan_outputs
 from vem.runtime.tags import TAG_GROUPS, TAG_VOCABULARY
@@ -36,8 +36,12 @@ def test_output_suffix_chooses_one_file(tmp_path):
 def test_several_videos_need_an_output_folder(tmp_path):
     plan = plan_outputs(args(output=str(tmp_path), report="r.json"), "/v/b.mp4", several=True)
     assert plan.audio == str(tmp_path / "b.vem.wav") and plan.report == str(tmp_path / "b.vem.report.json")
-    with pytest.raises(UsageError, match="existing folder"):
+    # A folder that does not exist is an output problem (README: exit 5), a file is a usage error.
+    with pytest.raises(OutputError, match="folder does not exist"):
         plan_outputs(args(output=str(tmp_path / "missing")), "b.mp4", several=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="existing folder"):
+        plan_outputs(args(output=str(tmp_path / "file")), "b.mp4", several=True)
 
 
 def test_tags_from_probabilities_pick_one_per_group():

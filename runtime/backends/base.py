@@ -26,6 +26,34 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import BundleError
+
+HINT_BUNDLE = "re-export the bundle with `vem-export`, or pass --bundle to a valid bundle"
+
+
+class GraphMismatch(BundleError, ValueError):
+    """A graph's inputs are not what the bundle's manifest or this runtime says (exit 4)."""
+
+
+class NonFiniteOutput(BundleError):
+    """A graph produced NaN or infinity: damaged weights, or a precision that overflows (exit 4)."""
+
+
+def check_finite(component: str, outputs: Mapping[str, Any], xp: Any = np) -> None:
+    """NonFiniteOutput naming ``component`` and the output when any floating value is NaN or inf.
+
+    Each runner checks its own outputs, so the first component that makes such values is the one
+    named (the later ones would only pass them on, and the soundtrack would be silence or noise)."""
+    for name, value in outputs.items():
+        if getattr(value, "dtype", None) is None or value.dtype.kind != "f":
+            continue
+        if not bool(xp.isfinite(value).all()):
+            bad = int((~xp.isfinite(value)).sum())
+            raise NonFiniteOutput(
+                f"component {component}: its output {name!r} has {bad} NaN/inf value(s) of {value.size}: "
+                "the graph's weights are damaged or overflow at this precision",
+                hint="re-export the bundle with `vem-export` (or try --precision fp32)")
+
 # ONNX tensor type strings (as ONNX Runtime reports them) and manifest dtypes -> numpy.
 ORT_TYPE_TO_NUMPY = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -118,11 +146,13 @@ class Runner:
         expected = self.input_names
         unknown = sorted(set(given) - set(expected))
         if unknown:
-            raise ValueError(f"{self.component}: unknown input(s) {unknown}; the graph takes {expected}")
+            raise GraphMismatch(f"{self.component}: unknown input(s) {unknown}: the graph does not take what this "
+                                f"runtime gives (it takes {expected})", hint=HINT_BUNDLE)
         if not partial:
             missing = [name for name in expected if name not in given]
             if missing:
-                raise ValueError(f"{self.component}: missing input(s) {missing}; the graph takes {expected}")
+                raise GraphMismatch(f"{self.component}: missing input(s) {missing}: the graph wants what this "
+                                    f"runtime does not give (it takes {expected})", hint=HINT_BUNDLE)
 
     def host_input(self, name: str, value: Any) -> np.ndarray:
         """A contiguous host array of the graph's dtype for input `name` (Python scalars too)."""
@@ -146,7 +176,7 @@ class BoundRunner:
         wrong = sorted(set(given) - set(self.dynamic_names))
         missing = [name for name in self.dynamic_names if name not in given]
         if wrong or missing:
-            raise ValueError(
+            raise GraphMismatch(
                 f"{self.runner.component}: this bound call takes {self.dynamic_names} "
                 f"(static: {self.static_names}); got {sorted(given)}")
 

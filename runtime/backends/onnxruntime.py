@@ -33,7 +33,8 @@ import numpy as np
 from ..bundle import Bundle, ComponentEntry, sha256_file
 from ..errors import BundleError
 from ..guidance import BRANCH_INPUT
-from .base import ORT_TYPE_TO_NUMPY, BoundRunner, Runner, TensorInfo
+from ..interrupt import run_options
+from .base import ORT_TYPE_TO_NUMPY, BoundRunner, GraphMismatch, Runner, TensorInfo, check_finite
 from .cuda import cupy_or_none, device_pointer, gpu_info, is_device_array
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ class OnnxRuntimeBackend:
             name = name or source.name
             input_names = {spec.name for spec in source.inputs}
             precision = precision or source.precision
+            expected = source
             gpu_graph = (source.notes or {}).get("gpu_graph")
             if self.providers[0] in GPU_PROVIDERS and isinstance(gpu_graph, dict) and gpu_graph.get("file"):
                 candidate = bundle.folder / gpu_graph["file"]
@@ -192,13 +194,15 @@ class OnnxRuntimeBackend:
             path, digest = Path(source), None
             name = name or path.stem
             input_names = set()
+            expected = None
         # A denoiser graph that returns one guidance branch's eps runs its two branches as two
         # concurrent calls on a multi-core CPU, each with half the threads (`vem.runtime.guidance`).
         split = (BRANCH_INPUT in input_names and self.providers[0] == "CPUExecutionProvider" and self.threads >= 2)
         runner = OnnxRuntimeRunner(path, name=name, providers=self.providers,
                                    threads=self.threads // 2 if split else self.threads,
                                    cache_dir=self.cache_dir, sha256=digest, split_branches=split,
-                                   precision=precision or "fp32", tensorrt_cache_dir=self.tensorrt_cache_dir)
+                                   precision=precision or "fp32", tensorrt_cache_dir=self.tensorrt_cache_dir,
+                                   expected=expected)
         if why:
             runner.why = why
         return runner
@@ -211,7 +215,8 @@ class OnnxRuntimeBackend:
 class OnnxRuntimeRunner(Runner):
     def __init__(self, path: str | os.PathLike, *, name: str, providers: Sequence[str], threads: int,
                  cache_dir: Path | None = None, sha256: str | None = None, split_branches: bool = False,
-                 precision: str = "fp32", tensorrt_cache_dir: Path | None = None):
+                 precision: str = "fp32", tensorrt_cache_dir: Path | None = None,
+                 expected: ComponentEntry | None = None):
         import onnxruntime
 
         self._ort = onnxruntime
@@ -260,6 +265,8 @@ class OnnxRuntimeRunner(Runner):
             inputs=[_tensor_info(arg) for arg in session.get_inputs()],
             outputs=[_tensor_info(arg) for arg in session.get_outputs()],
         )
+        if expected is not None:
+            self._check_against(expected)
         if active[0] != providers[0]:
             self.notes.append(f"{name}: {providers[0]} could not start; running on {active[0]}")
         self._cupy = cupy_or_none() if self.device == "cuda" else None
@@ -284,6 +291,24 @@ class OnnxRuntimeRunner(Runner):
         options.optimized_model_filepath = str(cached.with_suffix(".tmp"))
         return path, cached
 
+    def _check_against(self, entry: ComponentEntry) -> None:
+        """GraphMismatch (exit 4) when the graph's inputs or outputs are not the manifest's: names,
+        element types and number of axes."""
+        for side, have, want in (("inputs", self.inputs, entry.inputs), ("outputs", self.outputs, entry.outputs)):
+            graph = {info.name: info for info in have}
+            manifest = {spec.name: spec for spec in want}
+            if set(graph) != set(manifest):
+                raise GraphMismatch(
+                    f"component {self.component}: the graph's {side} {sorted(graph)} are not the manifest's "
+                    f"{sorted(manifest)}: {self.path}", hint=HINT_REEXPORT)
+            for key, spec in manifest.items():
+                info = graph[key]
+                if np.dtype(spec.dtype) != info.dtype or len(spec.shape) != len(info.shape):
+                    raise GraphMismatch(
+                        f"component {self.component}: {side[:-1]} {key!r} is {info.dtype} with {len(info.shape)} "
+                        f"axes in the graph but {spec.dtype} with {len(spec.shape)} in the manifest: {self.path}",
+                        hint=HINT_REEXPORT)
+
     # ---- properties --------------------------------------------------------------------------
 
     @property
@@ -299,8 +324,11 @@ class OnnxRuntimeRunner(Runner):
     def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         self.check_input_names(inputs)
         feeds = {name: self.host_input(name, self.to_host(value)) for name, value in inputs.items()}
-        results = self.session.run(None, feeds)
-        return dict(zip(self.output_names, results))
+        with run_options(self._ort.RunOptions()) as options:  # a signal terminates the run at once
+            results = self.session.run(None, feeds, options)
+        outputs = dict(zip(self.output_names, results))
+        check_finite(self.component, outputs)
+        return outputs
 
     # ---- device path -------------------------------------------------------------------------
 
@@ -332,7 +360,10 @@ class _CpuBound(BoundRunner):
         feeds = dict(self._static)
         for name, value in dynamic_inputs.items():
             feeds[name] = runner.host_input(name, value)
-        return dict(zip(runner.output_names, runner.session.run(None, feeds)))
+        with run_options(runner._ort.RunOptions()) as options:
+            outputs = dict(zip(runner.output_names, runner.session.run(None, feeds, options)))
+        check_finite(runner.component, outputs)
+        return outputs
 
 
 class _IoBound(BoundRunner):
@@ -366,11 +397,16 @@ class _IoBound(BoundRunner):
                 binding.bind_cpu_input(name, runner.host_input(name, runner.to_host(value)))
         for name in runner.output_names:
             binding.bind_output(name, "cuda" if cupy is not None else "cpu", 0)
-        runner.session.run_with_iobinding(binding)
+        with run_options(runner._ort.RunOptions()) as options:
+            runner.session.run_with_iobinding(binding, options)
         binding.synchronize_outputs()
         if cupy is None:
-            return dict(zip(runner.output_names, binding.copy_outputs_to_cpu()))
-        return {name: _cupy_view(cupy, value) for name, value in zip(runner.output_names, binding.get_outputs())}
+            outputs = dict(zip(runner.output_names, binding.copy_outputs_to_cpu()))
+            check_finite(runner.component, outputs)
+            return outputs
+        outputs = {name: _cupy_view(cupy, value) for name, value in zip(runner.output_names, binding.get_outputs())}
+        check_finite(runner.component, outputs, cupy)
+        return outputs
 
     def close(self) -> None:
         self._binding.clear_binding_inputs()

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..bundle import Bundle, EngineEntry
 from ..errors import BundleError
-from .base import BoundRunner, Runner, TensorInfo
+from .base import BoundRunner, Runner, TensorInfo, check_finite
 from .cuda import (
     CudaGraph,
     DeviceBuffer,
@@ -345,9 +345,11 @@ class TensorRTRunner(Runner):
             addresses[info.name] = self._grow(self._buffers, info.name, nbytes).ptr
         self._set_addresses(addresses)
         self._execute()
-        return {info.name: self._staging.download(info.name, self._buffers[info.name],
-                                                  self._output_shapes[info.name], info.dtype, stream)
-                for info in self.outputs}
+        outputs = {info.name: self._staging.download(info.name, self._buffers[info.name],
+                                                     self._output_shapes[info.name], info.dtype, stream)
+                   for info in self.outputs}
+        check_finite(self.component, outputs)
+        return outputs
 
     def _grow(self, pool: dict[str, DeviceBuffer], name: str, nbytes: int) -> DeviceBuffer:
         buffer = pool.get(name)
