@@ -139,10 +139,18 @@ def default_precision(available: list[str], on_gpu: bool) -> str:
     raise BundleError("bundle has no graphs", hint="re-export it with vem-export")
 
 
-def _runs_on_gpu(choice: Any) -> bool:
-    from .backends.onnxruntime import GPU_PROVIDERS
+def _expects_gpu(backend: str, bundle: Bundle) -> bool:
+    """Whether the graphs will run on a GPU: TensorRT asked for, ONNX Runtime with a GPU provider,
+    or (auto) TensorRT present and a bundle that carries engines (built for GPUs; if they do not
+    fit this one, the backend's reason says why)."""
+    from . import backends
+    from .backends.onnxruntime import GPU_PROVIDERS, available_providers
 
-    return choice.name == "tensorrt" or getattr(choice.backend, "best_provider", None) in GPU_PROVIDERS
+    if backend == "tensorrt":
+        return True
+    if any(provider in GPU_PROVIDERS for provider in available_providers()):
+        return True
+    return backend == "auto" and bool(bundle.manifest.engines) and backends.tensorrt_status()[0]
 
 
 def default_bundle_path() -> Path:
@@ -239,9 +247,7 @@ class Pipeline:
             bundle = load_bundle(bundle if bundle is not None else default_bundle_path())
         available = bundle.manifest.precisions()
         if precision is None:
-            tentative = select_backend(backend, bundle, precision="fp16" if "fp16" in available else available[0],
-                                       threads=threads)
-            precision = default_precision(available, on_gpu=_runs_on_gpu(tentative))
+            precision = default_precision(available, on_gpu=_expects_gpu(backend, bundle))
         elif precision not in ("fp32", "fp16", "int8"):
             raise UsageError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
         elif precision not in available:

@@ -470,7 +470,8 @@ def test_engine_for_another_machine_falls_back_to_onnx_with_a_warning(built_for,
     capability, version = built_for
 
     def add_engine(data):
-        data["engines"] = [{"name": "denoiser", "precision": "fp32", "file": "denoiser.plan",
+        # fp16: the precision vem-run picks on a GPU (the simulated Orin) for a bundle that has it.
+        data["engines"] = [{"name": "denoiser", "precision": "fp16", "file": "denoiser.plan",
                             "sha256": hashlib.sha256(engine).hexdigest(), "bytes": len(engine),
                             "tensorrt_version": version, "compute_capability": capability}]
 
