@@ -542,6 +542,13 @@ def decode_frames(
                 break
             signal_times.append(t)
             signatures.append(read_signature(frame))
+            if held is not None and recent_intervals:
+                # A lone timestamp far beyond the rest would lay the held frame on the 16 fps grid
+                # for hours (vem-run's preflight refuses such files; this guards library callers).
+                outlier = outlier_jump(path, float(held_t), float(t), float(statistics.median(recent_intervals)),
+                                       info.duration_s, frames_decoded)
+                if outlier is not None:
+                    raise outlier
             # Every output time before this frame shows the frame held so far.
             while held is not None and next_k / step < t:
                 emit(held, held_t)
