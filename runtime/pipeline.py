@@ -36,8 +36,7 @@ import numpy as np
 from . import __version__
 from .audio import apply_fades, normalize_loudness
 from .backends import Runner, component_placement, select_backend
-from .beats import track_beats
-from .beats import warm_up as warm_up_beats
+from .beats import DEFAULT_TRACKER, track_beats
 from .bundle import Bundle, load_bundle
 from .captions import caption_from_tags, describe_storyboard, tags_from_probabilities
 from .errors import BundleError, InputError, UsageError
@@ -274,7 +273,6 @@ class Pipeline:
         timer = StageTimer()
         started = time.perf_counter()
         stages = progress if isinstance(progress, Progress) else Progress("bar" if progress is True else "off")
-        warm_up_beats()  # the analysis at the end needs librosa's tracker compiled
         sampler_name = sampler or self.bundle.manifest.sampler["name"]
         steps = int(steps or self.bundle.manifest.sampler["steps"])
         guidance = float(self.bundle.manifest.sampler["guidance"] if guidance is None else guidance)
@@ -323,7 +321,7 @@ class Pipeline:
 
         with timer("analyse"):
             sample_rate = config.audio.sample_rate
-            beats = track_beats(waveform, sample_rate)
+            beats = track_beats(waveform, sample_rate, DEFAULT_TRACKER)
             metrics = rhythm_metrics(video_parse.frame.transitions_s, beats, duration)
         timings = dict(timer.seconds)
         timings["total"] = time.perf_counter() - started
@@ -338,7 +336,7 @@ class Pipeline:
             "parse": {**parse_to_dict(video_parse), "transitions_s": list(video_parse.frame.transitions_s),
                       "source": "user" if parse is not None else "detected", "frame_level": parsed.frame_level},
             "music": {"files": [], "duration_s": len(waveform) / sample_rate, "sample_rate": sample_rate,
-                      "beats_s": [float(b) for b in beats]},
+                      "beats_s": [float(b) for b in beats], "beat_tracker": DEFAULT_TRACKER},
             "metrics": {key: (None if isinstance(value, float) and math.isnan(value) else value)
                         for key, value in metrics.items()},
             "timings_s": timings,
