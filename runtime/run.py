@@ -178,7 +178,10 @@ def run_one(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, pa
             write(outputs.audio, lambda temp: write_audio(temp, result.waveform, result.sample_rate, force=True))
             report["music"]["files"].append(os.path.abspath(outputs.audio))
         if outputs.video:
-            write(outputs.video, lambda temp: mux_music(video, result.waveform, result.sample_rate, temp, force=True))
+            # No fade here: the pipeline faded the music in and out already (a second fade-out
+            # made the mp4's last second differ from the wav's).
+            write(outputs.video, lambda temp: mux_music(video, result.waveform, result.sample_rate, temp,
+                                                        fade_s=0.0, force=True))
             report["music"]["files"].append(os.path.abspath(outputs.video))
         if outputs.parse:
             write(outputs.parse, lambda temp: _write_json_to(temp, parse_to_dict(result.parse)))
