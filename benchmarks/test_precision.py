@@ -101,7 +101,7 @@ def test_end_to_end(benchmark, precision, clip):
     from vem.runtime.pipeline import Pipeline
 
     pipeline = Pipeline.load(_bundle_for(precision), backend="onnxruntime", precision=precision)
-    pipeline.generate(clip, seed=0)  # warm-up (first librosa / ORT arena allocations)
+    pipeline.generate(clip, seed=0)  # warm-up (first ORT arena allocations)
     benchmark.extra_info.update(steps=pipeline.bundle.manifest.sampler["steps"])
     benchmark.pedantic(pipeline.generate, args=(clip,), kwargs={"seed": 0}, rounds=2, iterations=1)
     MEDIANS[("end_to_end", precision)] = benchmark.stats.stats.median

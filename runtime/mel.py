@@ -7,8 +7,9 @@ two) and the metrics' mel distance measure the same thing:
 1. Hann-windowed STFT, ``n_fft`` = ``win_length`` = 1024, hop 160, centred with reflect padding
    (frame k is centred on sample k * hop);
 2. magnitude (not power) spectrum;
-3. librosa's Slaney-normalised mel filterbank (``htk=False``, ``norm="slaney"``), 64 bands over
-   0..8000 Hz;
+3. the Slaney mel filterbank (librosa's ``filters.mel`` with ``htk=False``, ``norm="slaney"``,
+   written out here in numpy so that the runtime does not need librosa; a test checks that the
+   two agree), 64 bands over 0..8000 Hz;
 4. natural log after clamping to 1e-5 (HiFi-GAN's ``dynamic_range_compression``).
 
 Length convention: a waveform of ``n`` samples gives ``n // hop`` frames (the last, partial hop
@@ -27,13 +28,41 @@ from .config import AudioConfig
 LOG_CLAMP = 1e-5
 
 
-@lru_cache(maxsize=8)
-def _mel_basis(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
-    import librosa
+# Slaney's mel scale (the Auditory Toolbox's, librosa's default).
+_F_SP = 200.0 / 3
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
 
-    basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max,
-                                htk=False, norm="slaney")
-    basis = basis.astype(np.float32)
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear (200/3 Hz per mel) below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    mel = hz / _F_SP
+    log_part = hz >= _MIN_LOG_HZ
+    mel = np.where(log_part, _MIN_LOG_MEL + np.log(np.maximum(hz, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP, mel)
+    return mel
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (mel - _MIN_LOG_MEL)), _F_SP * mel)
+
+
+@lru_cache(maxsize=8)
+def slaney_mel_basis(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
+    """float32 [n_mels, n_fft // 2 + 1], read-only: triangles equally spaced on Slaney's mel scale,
+    each scaled to unit area over Hz (librosa's ``filters.mel(..., htk=False, norm="slaney")``,
+    computed the same way, so the two are bit-identical)."""
+    fft_freqs = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:n_mels] / fdiff[:n_mels, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    # Rounded to float32 before the area normalisation, as librosa does (bit-identical bases).
+    basis = np.maximum(0.0, np.minimum(lower, upper)).astype(np.float32)
+    basis *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]
     basis.setflags(write=False)
     return basis
 
@@ -41,7 +70,7 @@ def _mel_basis(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: f
 def mel_filterbank(audio: AudioConfig | None = None) -> np.ndarray:
     """float32 [n_mels, n_fft // 2 + 1]: the filterbank of step 3 (read-only)."""
     audio = audio or AudioConfig()
-    return _mel_basis(audio.sample_rate, audio.n_fft, audio.n_mels, float(audio.f_min), float(audio.f_max))
+    return slaney_mel_basis(audio.sample_rate, audio.n_fft, audio.n_mels, float(audio.f_min), float(audio.f_max))
 
 
 def num_mel_frames(num_samples: int, audio: AudioConfig | None = None) -> int:

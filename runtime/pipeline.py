@@ -17,7 +17,9 @@ Stages (DESIGN.md), each timed into ``report["timings_s"]``:
 cuts are measured afterwards ("analyse") so that every report carries its own rhythm score.
 
 Videos longer than the bundle's window are generated in overlapping windows, each conditioned on
-its own storyboards, and joined with a short crossfade centred on a beat of the earlier window.
+its own storyboards, and joined with a short crossfade centred on a beat: a beat of the tempo grid
+the model was asked for (`vem.runtime.tempo`), or, for a bundle that chooses its own tempo, a beat
+tracked in the earlier window's overlap.
 """
 
 from __future__ import annotations
@@ -37,8 +39,7 @@ from . import __version__
 from .audio import apply_fades, normalize_loudness
 from .backends import Runner, component_placement, select_backend
 from .backends.base import check_finite
-from .beats import track_beats
-from .beats import warm_up as warm_up_beats
+from .beats import DEFAULT_TRACKER, track_beats
 from .bundle import Bundle, load_bundle
 from .captions import caption_from_tags, describe_storyboard, tags_from_probabilities
 from .errors import BundleError, InputError, UsageError
@@ -281,7 +282,6 @@ class Pipeline:
         timer = StageTimer()
         started = time.perf_counter()
         stages = progress if isinstance(progress, Progress) else Progress("bar" if progress is True else "off")
-        warm_up_beats()  # the analysis at the end needs librosa's tracker compiled
         sampler_name = sampler or self.bundle.manifest.sampler["name"]
         steps = int(self.bundle.manifest.sampler["steps"] if steps is None else steps)
         guidance = float(self.bundle.manifest.sampler["guidance"] if guidance is None else guidance)
@@ -327,12 +327,12 @@ class Pipeline:
             with timer("decode_audio"), stages.stage("decode audio" + label, unit="window"):
                 pieces.append(self._decode_audio(latent, end_s - start_s, timer))
         with timer("decode_audio"):
-            waveform = self._join(pieces, windows)
+            waveform, joins = self._join(pieces, windows, tempo)
             waveform = self._finish(waveform, duration)
 
         with timer("analyse"):
             sample_rate = config.audio.sample_rate
-            beats = track_beats(waveform, sample_rate)
+            beats = track_beats(waveform, sample_rate, DEFAULT_TRACKER)
             metrics = rhythm_metrics(video_parse.frame.transitions_s, beats, duration)
         timings = dict(timer.seconds)
         timings["total"] = time.perf_counter() - started
@@ -347,11 +347,13 @@ class Pipeline:
             "parse": {**parse_to_dict(video_parse), "transitions_s": list(video_parse.frame.transitions_s),
                       "source": "user" if parse is not None else "detected", "frame_level": parsed.frame_level},
             "music": {"files": [], "duration_s": len(waveform) / sample_rate, "sample_rate": sample_rate,
-                      "beats_s": [float(b) for b in beats]},
+                      "beats_s": [float(b) for b in beats], "beat_tracker": DEFAULT_TRACKER},
             "metrics": {key: (None if isinstance(value, float) and math.isnan(value) else value)
                         for key, value in metrics.items()},
             "timings_s": timings,
             "windows_s": [list(w) for w in windows],
+            # Centre of each crossfade between windows (s): a beat of the tempo grid when there is one.
+            "joins_s": joins,
             "backend": self.backend_name,
             "backend_reason": self.backend_reason,
             # Which component runs where and why (backend, provider, device, reason, fallbacks).
@@ -369,7 +371,8 @@ class Pipeline:
             "sampler": sampler_name,
             "overrides": {"tags": user_tags, "caption": caption, "bpm": bpm},
             # The tempo the model was asked for (None: a bundle without the beat-grid input).
-            "tempo": None if tempo is None else {"bpm": tempo.bpm, "anchor_s": round(tempo.anchor_s, 4),
+            # Unrounded: the report gives the exact grid (joins_s lie on it).
+            "tempo": None if tempo is None else {"bpm": tempo.bpm, "anchor_s": tempo.anchor_s,
                                                  "source": tempo.source},
             "environment": _environment(),
             "warnings": list(parsed.warnings),
@@ -694,26 +697,38 @@ class Pipeline:
             parts.append(out[(begin - lo) * hop:(end - lo) * hop])
         return np.concatenate(parts)
 
-    def _join(self, pieces: list[np.ndarray], windows: list[tuple[float, float]]) -> np.ndarray:
-        """Overlapping windows -> one waveform, crossfaded over CROSSFADE_S centred on a beat of
-        the earlier window inside the overlap (the overlap's middle if it has no beat)."""
+    def _join(self, pieces: list[np.ndarray], windows: list[tuple[float, float]],
+              tempo: TempoChoice | None = None) -> tuple[np.ndarray, list[float]]:
+        """Overlapping windows -> one waveform and the centre (s) of each crossfade.
+
+        Each crossfade lasts CROSSFADE_S and is centred on the beat nearest the overlap's middle
+        among those at least CROSSFADE_S inside it: the beats the model was asked for (``tempo``'s
+        grid, which every window shares), or, for a bundle without a beat-grid input, the beats
+        tracked in the earlier window's overlap; the overlap's middle if there is no such beat.
+        ``out`` holds the waveform from time 0, so sample k of it is time k / rate."""
         rate = self.config.audio.sample_rate
+        half = int(CROSSFADE_S * rate / 2)
+        ramp = np.linspace(0.0, 1.0, 2 * half, dtype=np.float32)
         out = pieces[0]
-        for (prev_start, prev_end), (start, _), piece in zip(windows, windows[1:], pieces[1:]):
+        joins: list[float] = []
+        for (_, prev_end), (start, _), piece in zip(windows, windows[1:], pieces[1:]):
             overlap_begin, overlap_end = start, prev_end
-            beats = track_beats(out[int((overlap_begin - prev_start) * rate):], rate) + overlap_begin
-            inner = [b for b in beats if overlap_begin + CROSSFADE_S < b < overlap_end - CROSSFADE_S]
-            centre = min(inner, key=lambda b: abs(b - (overlap_begin + overlap_end) / 2)) if inner \
-                else (overlap_begin + overlap_end) / 2
+            if tempo is not None:
+                beats = tempo.beats(overlap_end)
+            else:
+                begin = int(round(overlap_begin * rate))
+                beats = track_beats(out[begin:], rate, DEFAULT_TRACKER) + begin / rate
+            inner = [float(b) for b in beats if overlap_begin + CROSSFADE_S < b < overlap_end - CROSSFADE_S]
+            middle = (overlap_begin + overlap_end) / 2
+            centre = min(inner, key=lambda b: abs(b - middle)) if inner else middle
             join = int(round(centre * rate))
-            half = int(CROSSFADE_S * rate / 2)
-            ramp = np.linspace(0.0, 1.0, 2 * half, dtype=np.float32)
+            offset = int(round(start * rate))  # piece[0] is time `start`
             head = out[: join - half]
-            fade = out[join - half: join + half] * (1 - ramp) + \
-                piece[join - half - int(round(start * rate)): join + half - int(round(start * rate))] * ramp
-            tail = piece[join + half - int(round(start * rate)):]
+            fade = out[join - half: join + half] * (1 - ramp) + piece[join - half - offset: join + half - offset] * ramp
+            tail = piece[join + half - offset:]
             out = np.concatenate([head, fade, tail])
-        return out
+            joins.append(centre)
+        return out, joins
 
     def _finish(self, waveform: np.ndarray, duration: float) -> np.ndarray:
         rate = self.config.audio.sample_rate

@@ -4,16 +4,19 @@ this bundle are random, so the music is noise with structure; what is checked is
 stage runs and every output is right."""
 
 import json
+import shutil
 import sys
 
 import numpy as np
 import pytest
 
 from vem.runtime.audio import read_audio
+from vem.runtime.beats import load_audio
 from vem.runtime.errors import EXIT_OUTPUT, EXIT_USAGE
 from vem.runtime.parse_schema import load_parse
-from vem.runtime.pipeline import Pipeline
+from vem.runtime.pipeline import DEFAULT_BUNDLE, Pipeline
 from vem.runtime.run import main as vem_run
+from vem.runtime.tempo import TempoChoice
 from vem.runtime.video import probe
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
@@ -112,7 +115,8 @@ def test_vem_eval_agrees_with_the_report(demo_bundle, clip, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     assert vem_run([str(clip.path), "--bundle", str(demo_bundle), *STEPS, "-o", "music.wav",
                     "--report", "r.json", "-q"]) == 0
-    assert eval_main(["r.json", "--json", "eval.json", "--quiet"]) == 0
+    # The report's beats come from the runtime's numpy tracker; vem-eval is told to use the same.
+    assert eval_main(["r.json", "--beat-tracker", "numpy", "--json", "eval.json", "--quiet"]) == 0
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     report = json.loads((tmp_path / "r.json").read_text())
     files = evaluated.get("files") or evaluated.get("items") or evaluated.get("per_file")
@@ -137,17 +141,126 @@ def test_codecs_rates_sizes_rotation(demo_bundle, tmp_path, monkeypatch, codec, 
     assert len(wave) / rate == pytest.approx(probe(video.path).duration_s, abs=1 / 16)
 
 
-def test_long_video_is_generated_in_windows_joined_on_a_beat(pipeline, tmp_path):
-    # The test bundle's window is 8 s (conftest); with 4 s overlaps 19 s needs ceil(15 / 4) = 4 windows.
+class _RecordingPipeline(Pipeline):
+    """The real pipeline; it keeps what went into and came out of its joins, so that a test can
+    measure where each crossfade sits in the real signals."""
+
+    def _join(self, pieces, windows, tempo=None):
+        out, joins = super()._join(pieces, windows, tempo)
+        self.recorded = {"pieces": [p.copy() for p in pieces], "windows": list(windows), "joined": out.copy(),
+                         "joins": list(joins)}
+        return out, joins
+
+
+def _crossfade_centre(joined, earlier, later, around, rate, half_width_s=0.5):
+    """Where (s) ``joined`` passes from ``earlier`` to ``later`` (both as long as ``joined``, at
+    its time origin), measured from the signals: the weight w = (joined - earlier) / (later -
+    earlier) of every sample near ``around`` where the two differ, fitted by a line, and the
+    time at which that line crosses 0.5."""
+    lo, hi = int((around - half_width_s) * rate), int((around + half_width_s) * rate)
+    a, b, j = (np.asarray(x[lo:hi], dtype=np.float64) for x in (earlier, later, joined))
+    differ = np.abs(b - a) > 1e-3
+    n = np.arange(lo, hi)[differ]
+    w = (j - a)[differ] / (b - a)[differ]
+    ramp = (w > 1e-4) & (w < 1 - 1e-4)  # inside the crossfade, not before or after it
+    slope, intercept = np.polyfit(n[ramp], w[ramp], 1)
+    return (0.5 - intercept) / slope / rate
+
+
+@pytest.fixture(scope="module")
+def small_window_bundle(tmp_path_factory):
+    """The shipped (trained) bundle with its window cut to 8 s in the manifest: its music has
+    structure, so a crossfade can be measured in the signal (the demo bundle's untrained vocoder
+    writes a near-constant waveform)."""
+    folder = tmp_path_factory.mktemp("small-window") / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["config"]["max_seconds"] = 8.0
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_long_video_is_generated_in_windows_joined_on_a_beat(small_window_bundle, tmp_path):
+    """Every crossfade between windows, measured in the real joined waveform, is centred on a beat
+    of the tempo grid the model was asked for, to within a sample (from the third window on too:
+    issue 22's bug put the second join of a 150 s video 327 ms off the beat)."""
+    pipeline = _RecordingPipeline.load(small_window_bundle)
+    # The bundle's window is 8 s; with 4 s overlaps 19 s needs ceil(15 / 4) = 4 windows.
     video = write_test_video(tmp_path / "long.mp4", codec="h264", fps=25, size=(96, 64), seconds=19.0,
                              cut_times=[3.0, 7.5, 11.0, 15.5], moving_square=True)
     result = pipeline.generate(video.path, steps=2)
+    rate = result.sample_rate
     windows = result.report["windows_s"]
     assert len(windows) == 4 and windows[0][0] == 0.0 and windows[-1][1] == pytest.approx(19.0, abs=0.05)
     for (_, end), (start, _) in zip(windows, windows[1:]):
         assert end - start == pytest.approx(4.0, abs=1e-6)  # every overlap is 4 s
-    assert len(result.waveform) == pytest.approx(19.0 * result.sample_rate, abs=result.sample_rate * 0.05)
+    assert len(result.waveform) == pytest.approx(19.0 * rate, abs=rate * 0.05)
     assert np.isfinite(result.waveform).all()
+
+    tempo = result.report["tempo"]
+    asked = TempoChoice(tempo["bpm"], tempo["anchor_s"], tempo["source"]).beats(19.0)
+    joins = result.report["joins_s"]
+    assert len(joins) == 3
+    recorded = pipeline.recorded
+    joined, pieces = recorded["joined"], recorded["pieces"]
+    for k, ((_, prev_end), (start, _), centre) in enumerate(zip(windows, windows[1:], joins)):
+        # The reported centre is a beat of the grid, inside the overlap.
+        assert np.min(np.abs(asked - centre)) < 1e-9
+        assert start < centre < prev_end
+        # And the waveform really crosses over there: piece k fades out as piece k + 1 fades in.
+        earlier = np.zeros_like(joined)
+        offset = int(round(windows[k][0] * rate))
+        earlier[offset: offset + len(pieces[k])] = pieces[k][: len(joined) - offset]
+        later = np.zeros_like(joined)
+        offset = int(round(start * rate))
+        later[offset: offset + len(pieces[k + 1])] = pieces[k + 1][: len(joined) - offset]
+        measured = _crossfade_centre(joined, earlier, later, centre, rate)
+        assert abs(measured - centre) <= 1.0 / rate, f"join {k + 1}: crossfade centred at {measured:.5f} s"
+        assert np.min(np.abs(asked - measured)) <= 1.0 / rate
+
+
+def test_join_without_a_tempo_grid_centres_on_tracked_beats_of_the_earlier_window(pipeline):
+    """A bundle without a beat-grid input has no asked beats: the join tracks beats in the earlier
+    window's overlap. Pieces of clicks at 120 BPM (phase 0.1 s) joined as 4 windows of a 19 s
+    video: every crossfade centre lies on a click, within 30 ms (the tracker's onset frames are
+    10 ms; it places these clicks 20 ms late), the third and fourth window's too, where the
+    overlap starts long after time 0 (the old slicing put them a quarter of a second, half a
+    beat, off: 3.75 s is 7.5 periods)."""
+    rate = pipeline.config.audio.sample_rate
+    windows = [(0.0, 7.75), (3.75, 11.5), (7.5, 15.25), (11.25, 19.0)]
+    clicks = np.arange(0.1, 19.0, 0.5)
+    rng = np.random.default_rng(0)
+    pieces = []
+    for start, end in windows:
+        piece = rng.standard_normal(int(round((end - start) * rate))).astype(np.float32) * 1e-3
+        for t in clicks[(clicks >= start) & (clicks < end)]:
+            k = int(round((t - start) * rate))
+            piece[k:k + 160] += np.hanning(320)[160:].astype(np.float32)  # a sharp attack at the click
+        pieces.append(piece)
+    joined, joins = pipeline._join(pieces, windows, tempo=None)
+    assert len(joined) == int(round(19.0 * rate)) and len(joins) == 3
+    for (_, prev_end), (start, _), centre in zip(windows, windows[1:], joins):
+        assert start + 0.5 < centre < prev_end - 0.5
+        assert np.min(np.abs(clicks - centre)) <= 0.03, f"join at {centre:.3f} s is off the clicks"
+
+
+def test_mp4_music_ends_like_the_wav(clip, tmp_path, monkeypatch):
+    """The mp4's music is the wav's, faded once: the last second's loudness envelope (10 x 100 ms)
+    of the decoded AAC matches the wav's within 5 % (a second fade-out in the mux made it up to
+    60x quieter there), and the waveforms agree to >= 25 dB SNR over that second."""
+    monkeypatch.chdir(tmp_path)
+    assert vem_run([str(clip.path), "--steps", "2", "-o", "m.wav", "-q"]) == 0
+    assert vem_run([str(clip.path), "--steps", "2", "-o", "m.mp4", "-q"]) == 0
+    wav = load_audio(tmp_path / "m.wav", 16000)
+    mp4 = load_audio(tmp_path / "m.mp4", 16000)
+    assert len(wav) == 80000 and len(mp4) >= len(wav)  # AAC pads its last frame
+    wav_end, mp4_end = wav[-16000:], mp4[len(wav) - 16000:len(wav)]
+    wav_env = np.sqrt(np.mean(wav_end.reshape(10, -1) ** 2, axis=1))
+    mp4_env = np.sqrt(np.mean(mp4_end.reshape(10, -1) ** 2, axis=1))
+    assert wav_env[:-1].min() > 1e-3  # there is music to compare up to the last 100 ms
+    assert np.all(np.abs(mp4_env - wav_env) <= 0.05 * wav_env + 1e-4), (wav_env, mp4_env)
+    snr = 10 * np.log10(np.sum(wav_end.astype(np.float64) ** 2) / np.sum((wav_end - mp4_end).astype(np.float64) ** 2))
+    assert snr >= 25.0
 
 
 def test_tempo_comes_from_the_cuts_or_the_user_and_is_reported(pipeline, clip, demo_bundle, tmp_path, capsys):

@@ -6,7 +6,7 @@ Also a script, for the numbers in the report::
     python tests/test_soak.py --bundle BUNDLE --calls 200 [--json soak.json]
 
 Memory is the process's resident set (VmRSS) after each `Pipeline.generate`. The first calls grow
-it (ONNX Runtime's arenas, numba's JIT for beat tracking, swscale contexts, one set per input
+it (ONNX Runtime's arenas, swscale contexts, one set per input
 shape), so the check is on the *last* 100 calls, by which point every shape has been seen many
 times: they may add at most `MAX_GROWTH_MB`. A leak of one decoded clip per call (16 fps x 1 s
 of frames at three sizes, ~0.3 MB) or of one waveform (64 kB) per call would add 30 MB and 6 MB

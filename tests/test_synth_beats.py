@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from vem.runtime.beats import madmom_available, refine_tempo, track_beats
+from vem.runtime.beats import librosa_available, madmom_available, refine_tempo, track_beats
 from vem.training.synth.music import render_music
 from vem.training.synth.plan import plan_timeline
 from vem.training.synth.style import sample_style
@@ -27,10 +27,14 @@ def _recall(reference, tracked, tolerance=0.07):
     return float(np.mean(distance <= tolerance))
 
 
+@pytest.mark.parametrize("tracker", [
+    "numpy",
+    pytest.param("librosa", marks=pytest.mark.skipif(not librosa_available(), reason="librosa (extra 'eval') absent")),
+])
 @pytest.mark.parametrize("tempo", TEMPI)
-def test_librosa_tracker_recovers_the_beats(tempo):
+def test_tracker_recovers_the_beats(tempo, tracker):
     style, timeline, audio = _track(5, tempo)
-    beats = track_beats(audio, 16000, "librosa")
+    beats = track_beats(audio, 16000, tracker)
     # the last beat may fall in the fade-out; everything else must be found within 70 ms
     recall = _recall(timeline.beats_s, beats)
     assert recall >= 0.9, f"{style.genre} at {tempo} BPM: {recall:.2f} of the beats within 70 ms"

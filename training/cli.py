@@ -8,6 +8,12 @@ import os
 import sys
 import time
 
+# What each command imports beyond the base install (numpy, PyAV, ONNX Runtime, tqdm), and the
+# extra that brings it (pyproject.toml): scipy for the music, scikit-image for the pictures;
+# training adds torch and librosa (the held-out evaluation's beat tracker).
+SYNTH_MODULES = ("scipy", "skimage")
+TRAIN_MODULES = ("torch", "scipy", "skimage", "librosa")
+
 
 def build_synth_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -26,8 +32,22 @@ def build_synth_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _missing_extra(prog: str, modules: tuple[str, ...], extra: str) -> int | None:
+    """Exit code 2 with a one-line message naming the extra to install, if a module is absent."""
+    from vem.runtime.extras import missing_extra
+
+    error = missing_extra(modules, extra, prog)
+    if error is None:
+        return None
+    print(f"{error.message}: {error.hint}", file=sys.stderr)  # the message starts with the command's name
+    return 2
+
+
 def synth_main(argv: list[str] | None = None) -> int:
     args = build_synth_parser().parse_args(argv)
+    missing = _missing_extra("vem-synth", SYNTH_MODULES, "synth")
+    if missing is not None:
+        return missing
     from .synth.generate import generate_dataset, parse_seconds_range
 
     try:
@@ -129,6 +149,9 @@ def build_train_parser() -> argparse.ArgumentParser:
 
 def train_main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    missing = _missing_extra("vem-train", TRAIN_MODULES, "export")
+    if missing is not None:
+        return missing
     if argv[:1] == ["reproduce"]:  # a chain of the commands below, with flags of its own
         from .reproduce import main as reproduce_main
 

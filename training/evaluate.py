@@ -2,7 +2,7 @@
 
 For every cached held-out clip, music is scored against the clip's ground-truth transitions
 (TBIoU, the 70 ms hit rate and its chance level) and against the clip's reference music (BIoU
-of the beats, log-mel distance), with librosa beats (`vem.runtime.beats`). Rows:
+of the beats, log-mel distance), with librosa beats (`vem.runtime.beats`, `BEAT_TRACKER`). Rows:
 
 - ``ground_truth``  the clip's own music (vem-synth's reference);
 - ``shuffled``      the next clip's music (same data, no relation to this video);
@@ -53,6 +53,10 @@ from vem.runtime.transitions import transition_frames
 
 from .data import Clip, load_cache
 from .phases import aligner_input, clip_latent, clip_story_visual, runtime_text
+
+# The tracker of the model card's published figures (extra "eval"); the runtime's numpy tracker
+# gives the same beats on vem-synth's music (tests/test_beats_numpy.py).
+BEAT_TRACKER = "librosa"
 
 # "parsing_plain" is PAPER.md Table 4's "parsing with plain cross-attention" row: neither the
 # TB-As nor the storyboard mask, so that SG-CAtt's own effect on rhythm is measured where the paper
@@ -255,7 +259,7 @@ def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | Non
     clips = load_cache(cache_dir)[:count]
     if len(clips) < 2 and "shuffled" in variants:
         raise ValueError("the shuffled row needs at least 2 clips")
-    reference_beats = [track_beats(c.wave, rate) for c in clips]
+    reference_beats = [track_beats(c.wave, rate, BEAT_TRACKER) for c in clips]
     rows = []
     for i, clip in enumerate(clips):
         ref_wave, ref_beats = clip.wave, reference_beats[i]
@@ -265,13 +269,13 @@ def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | Non
             elif variant == "shuffled":
                 j = (i + 1) % len(clips)
                 wave = np.resize(clips[j].wave, len(ref_wave))  # loops the other clip's music if shorter
-                beats = track_beats(wave, rate)
+                beats = track_beats(wave, rate, BEAT_TRACKER)
             elif variant == "reconstruction":
                 wave = reconstruct(model, clip)
-                beats = track_beats(wave, rate)
+                beats = track_beats(wave, rate, BEAT_TRACKER)
             else:
                 wave, asked_bpm = generate_for_clip(model, clip, variant, steps, guidance, seed, text, tempo)
-                beats = track_beats(wave, rate)
+                beats = track_beats(wave, rate, BEAT_TRACKER)
                 if png_dir is not None and i < png_clips and variant == "full":
                     Path(png_dir).mkdir(parents=True, exist_ok=True)
                     write_spectrogram_png(str(Path(png_dir) / f"{clip.name}_full.png"), wave, rate, clip.cuts_s, beats)
@@ -291,7 +295,7 @@ def evaluate(checkpoint: str, cache_dir: str, count: int = 100, steps: int | Non
         "checkpoint": str(checkpoint), "cache": str(cache_dir), "clips": len(clips),
         "steps": steps or model.config.diffusion.steps,
         "guidance": guidance if guidance is not None else model.config.diffusion.guidance,
-        "seed": seed, "text": text, "beat_tracker": "librosa",
+        "seed": seed, "text": text, "beat_tracker": BEAT_TRACKER,
         "tempo": tempo if model.config.unet.beat_grid else None,
         "guide_rhythm": bool(model.config.diffusion.guide_rhythm),
         "rhythm_gain": float(model.config.diffusion.rhythm_gain),
