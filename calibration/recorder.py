@@ -188,7 +188,9 @@ def recording_pipeline(bundle: Bundle | str | os.PathLike, sink: Callable[[str, 
     for name in COMPONENTS:
         inner = choice.backend.load_component(bundle, name, precision)
         runners[name] = RecordingRunner(inner, lambda feed, name=name: sink(name, feed))
-    return Pipeline(bundle, runners, precision, choice.reason)
+    pipeline = Pipeline(bundle, runners, precision, choice.reason)
+    pipeline.detector_everywhere = True  # TransNetV2's calibration needs it on every window
+    return pipeline
 
 
 def record_calibration(

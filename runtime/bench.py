@@ -255,7 +255,7 @@ def timed_run(pipeline: Any, video: str, out_dir: Path, steps: int, seed: int) -
     timings = dict(result.report["timings_s"])
     started = time.perf_counter()
     write_audio(out_dir / "bench.vem.wav", result.waveform, result.sample_rate, force=True)
-    mux_music(video, result.waveform, result.sample_rate, out_dir / "bench.vem.mp4", force=True)
+    mux_music(video, result.waveform, result.sample_rate, out_dir / "bench.vem.mp4", force=True, fade_s=0.0)
     timings["write"] = time.perf_counter() - started
     timings["total"] += timings["write"]
     # CPU seconds of this process (all threads): on a shared machine wall time includes waiting

@@ -230,6 +230,9 @@ class Pipeline:
             raise BundleError("bundle's tag vocabulary differs from this runtime's",
                               hint="re-export the bundle with this version of vem")
         self.detector = TransitionDetector(runners["transitions"])
+        # True: TransNetV2 runs on every window, not only where the frame signal is unsure (int8
+        # calibration must see it on whole videos; it may then also find what the signal alone missed).
+        self.detector_everywhere = False
         self.schedule = NoiseSchedule.from_config(self.config.diffusion)
 
     @classmethod
@@ -427,7 +430,8 @@ class Pipeline:
             detected = None
             if parse is None:
                 detected = find_transitions(decoded.frame_times_s, decoded.signatures, decoded.frames["transitions"],
-                                            self.detector, fps=config.video.fps)
+                                            self.detector, fps=config.video.fps,
+                                            network_everywhere=self.detector_everywhere)
                 features.transition_probabilities = detected.probabilities
             video_parse = self._parse(str(video), info.fps, features, parse, tags, caption,
                                       detected.transitions if detected is not None else None)

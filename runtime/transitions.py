@@ -438,10 +438,12 @@ def find_transitions(
     detector: TransitionDetector | None,
     fps: float = DEFAULT_FPS,
     threshold: float = DEFAULT_THRESHOLD,
+    network_everywhere: bool = False,
 ) -> FrameLevelResult:
     """Transitions on exact source frames from the decoder's signal, asking ``detector``
     (TransNetV2, on the parse-rate frames ``parse_frames`` [T, 27, 48, 3]) only where the signal
-    is unsure. ``detector`` None: the signal alone (hard cuts only)."""
+    is unsure. ``detector`` None: the signal alone (hard cuts only). ``network_everywhere``: run
+    TransNetV2 on every window all the same (int8 calibration records what it sees of a video)."""
     signal = _Signal(times_s, signatures)
     count = len(parse_frames)
     probabilities = np.zeros(count, np.float32)
@@ -476,9 +478,11 @@ def find_transitions(
 
     windows_total = max(1, math.ceil(count / 50)) if count else 0
     windows_run = 0
-    if detector is not None and unsure_times and count:
+    if detector is not None and (unsure_times or network_everywhere) and count:
         stripes = sorted({min(int(t * fps) // detector.step, windows_total - 1) for t in unsure_times}
                          | {min(max(0, int(t * fps) - 2) // detector.step, windows_total - 1) for t in unsure_times})
+        if network_everywhere:
+            stripes = list(range(windows_total))
         windows_run = len(stripes)
         single, _ = detector.predict_heads(parse_frames, windows=stripes)
         ran = ~np.isnan(single)
