@@ -4,9 +4,9 @@ On held-out clips (not the calibration clips) with fixed seeds, the fp32 and the
 through the same runtime (`vem.runtime.pipeline.Pipeline`) with the same seed, so the same
 initial noise; the gate compares what a user would get:
 
-- TBIoU (PAPER.md §7, 0.5 s): the fp32 run's detected cuts vs each run's music beats. The mean
+- TBIoU (docs/paper.md §7, 0.5 s): the fp32 run's detected cuts vs each run's music beats. The mean
   over clips of int8 must be within ``bounds.tbiou`` (0.02) of fp32's.
-- BIoU (PAPER.md §7, 0.5 s): beats of the clip's reference music (a `vem-synth` clip's .wav
+- BIoU (docs/paper.md §7, 0.5 s): beats of the clip's reference music (a `vem-synth` clip's .wav
   beside the video) vs each run's beats; same 0.02 bound on the difference of means. Clips
   without reference music are compared with the fp32 run's beats as the reference (then fp32's
   BIoU is 1 by definition and int8's must be within the bound of it -- a strict test).

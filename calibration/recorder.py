@@ -157,7 +157,7 @@ def synth_videos(out_dir: str | os.PathLike, count: int, *, seed: int, seconds: 
     """A `vem-synth` set (video, music, parse triples) written into ``out_dir``; returns the mp4s.
 
     Runs the `vem-synth` command in a child process: the synthetic generator belongs to
-    vem.training, which nothing else imports (DESIGN.md), and needs the ``dev`` extra
+    vem.training, which nothing else imports (docs/architecture.md), and needs the ``dev`` extra
     (scikit-image)."""
     if count < 1:
         raise ValueError(f"need at least one calibration clip, got {count}")

@@ -10,7 +10,7 @@ Python API behind `vem-export` (vem.export.cli):
   write both into one bundle.
 - `bundle_writer.onnx_generate(folder, manifest, inputs, seconds, *, steps, seed, precision)`:
   the sampler loop over a bundle's graphs (the end-to-end check's ONNX side).
-- `graphs.component_specs(config)`: every component's graph interface (BUNDLE_INTERFACE.md)
+- `graphs.component_specs(config)`: every component's graph interface (docs/architecture.md)
   and example-input makers; `graphs.BranchDenoiser` etc. are the traced wrappers.
 - `fp16.search_islands(...)`: the fp32-island measurement.
 """

@@ -1,6 +1,6 @@
 """`export_bundle`: a VeM model (or checkpoint, or config) becomes a runnable bundle.
 
-For every component of BUNDLE_INTERFACE.md: trace the wrapper of `vem.export.graphs` with the
+For every component of docs/architecture.md: trace the wrapper of `vem.export.graphs` with the
 TorchScript exporter (opset 18, dynamic time / storyboard / batch axes), clean the graph
 (Polygraphy: shape inference + constant folding), check it with ``onnx.checker``, make the
 requested precision, and measure parity with PyTorch on fresh random inputs at two sizes

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     int8.add_argument("--no-sensitivity", action="store_true",
                       help="skip the per-op-group sensitivity search (recipe exclusions only; faster)")
     int8.add_argument("--smooth-alpha", type=float, default=0.8,
-                      help="SmoothQuant strength for the res-block skip convs, in [0, 1] (default 0.8; README INT8)")
+                      help="SmoothQuant strength for the res-block skip convs, in [0, 1] (default 0.8; docs/precision.md)")
     int8.add_argument("--no-smooth", action="store_true", help="quantise the skip convs without smoothing")
     int8.add_argument("--fp32-bundle", help="quantise this existing fp32 bundle instead of exporting one")
     int8.add_argument("--no-gate", action="store_true", help="skip the int8 quality gate (not recommended)")

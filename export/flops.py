@@ -9,7 +9,7 @@ backend achieves.
 
 One guided step = the denoiser graph (`vem.export.graphs.BranchDenoiser`) over the conditional and
 the null branch, as the runtime calls it per sampler step (one batch of two, or two concurrent
-calls on a CPU; the same arithmetic): the condition builder (PAPER.md Eq. 6) and the T-UNet for
+calls on a CPU; the same arithmetic): the condition builder (docs/paper.md Eq. 6) and the T-UNet for
 both branches (classifier-free guidance, Eq. 5).
 
     python -m vem.export.flops                 # demo and paper, 10/30/60 s

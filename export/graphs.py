@@ -1,5 +1,5 @@
 """Torch wrapper modules: one per bundle component, with exactly the graph interface of
-/work/BUNDLE_INTERFACE.md (the runtime feeds these names, dtypes and layouts).
+docs/architecture.md (the runtime feeds these names, dtypes and layouts).
 
 Every wrapper takes the runtime's raw arrays (uint8 RGB frames in NHWC, seconds, masks) and
 does the layout work inside the graph, so the runtime never re-implements a PyTorch convention:
@@ -7,7 +7,7 @@ does the layout work inside the graph, so the runtime never re-implements a PyTo
 - `VisualGraph`      uint8 [frames, S, S, 3] -> frame_embeddings [frames, D_v], tag_logits [frames, num_tags]
 - `AlignerGraph`     uint8 [1, T, A, A, 3] + transition_probs [1, T] -> features [1, T, D_a], logits [1, T]
 - `BranchDenoiser`   eps of the guidance branch each sample asks for (ConditionBuilder + TUNet,
-                     PAPER.md Eqs. 5-8 and 10; ``branch`` 1 = conditional, 0 = null); the runtime
+                     docs/paper.md Eqs. 5-8 and 10; ``branch`` 1 = conditional, 0 = null); the runtime
                      applies guidance (`vem.runtime.guidance`)
 - `VAEDecoderGraph`  diffusion latent -> log-mel in the vocoder's [B, M, T_mel] layout
 - `VocoderGraph`     log-mel [B, M, T_mel] -> waveform [B, T_mel * hop]
@@ -80,7 +80,7 @@ class AlignerGraph(nn.Module):
 
 class BranchDenoiser(nn.Module):
     """One denoiser call: the noise prediction of the classifier-free-guidance branch each sample
-    asks for (PAPER.md Eq. 5). ``branch`` [B] is 1 for the conditional branch and 0 for the null
+    asks for (docs/paper.md Eq. 5). ``branch`` [B] is 1 for the conditional branch and 0 for the null
     branch: the learned null tokens with the same storyboard count, storyboard mask and aligner
     features, and its TB adapters switched off when ``config.diffusion.guide_rhythm`` (as
     `vem.model.pipeline.generate`). The condition tokens (Eq. 6) are built in the graph from the
@@ -276,7 +276,7 @@ def _vocoder_inputs(config: VemConfig, size: Size, rng: np.random.Generator) -> 
 
 
 def component_specs(config: VemConfig) -> dict[str, ComponentSpec]:
-    """The model components' graph interfaces (BUNDLE_INTERFACE.md) for ``config``."""
+    """The model components' graph interfaces (docs/architecture.md) for ``config``."""
     s, a = config.visual.frame_size, config.aligner.frame_size
     c, f = config.vae.latent_channels, config.latent_mel_bins
     d_t, d_v, d_a = config.condition.text_dim, config.condition.visual_dim, config.aligner.feature_dim

@@ -39,16 +39,16 @@ from vem.runtime.bundle import ComponentEntry, load_bundle, sha256_file
 
 MIN_SPEEDUP = 1.1  # below this an int8 graph does not pay for its rounding
 LATENCY_ROUNDS = 7  # interleaved fp32/int8 timing rounds behind that decision
-DEFAULT_TARGET = 0.1  # rel. L2 of a component's output vs fp32: 0.05 and 0.1 passed the gate, 0.2 failed (README INT8)
+DEFAULT_TARGET = 0.1  # rel. L2 of a component's output vs fp32: 0.05 and 0.1 passed the gate, 0.2 failed (docs/precision.md)
 # Where the default target does not fit a component's output. TransNetV2's is a sparse probability
 # map (near 0 except at cuts), whose small norm turns small absolute changes into large relative
-# ones. `vem-export --precision int8` (2026-11-26, README INT8): all its convs in int8 gave rel. L2
+# ones. `vem-export --precision int8` (2026-11-26, docs/precision.md): all its convs in int8 gave rel. L2
 # 0.101 with max |p_int8 - p_fp32| 0.029 (the cut threshold is 0.5), the same cut frames
 # (tests/test_int8.py) and a passing gate; with the target at 0.1 the search excluded two of its
 # six cells and the int8 graph gained 1.28x instead of 1.96x.
 COMPONENT_TARGETS = {"transitions": 0.15}
 DEFAULT_PERCENTILE = 99.0
-DEFAULT_SMOOTH_ALPHA = 0.8  # SmoothQuant strength for the skip convs: 0.8 beat 0.5 (README INT8); None: off
+DEFAULT_SMOOTH_ALPHA = 0.8  # SmoothQuant strength for the skip convs: 0.8 beat 0.5 (docs/precision.md); None: off
 GATE_SEED = 9000  # vem-synth dataset seed of the held-out gate clips (calibration uses another)
 EVAL_SAMPLES = 6  # calibration samples per component used to measure errors (spread over steps)
 

@@ -23,7 +23,7 @@ import numpy as np
 # One implementation of the manifest's file hash: the runtime's (torch-free).
 from vem.runtime.bundle import sha256_file  # noqa: F401  (re-exported for vem.export.transitions)
 
-# The opset the project targets (FACTS.md: torch 2.13's exporters emit it; ORT >= 1.16 runs it).
+# The opset the project targets (docs/toolchain.md: torch 2.13's exporters emit it; ORT >= 1.16 runs it).
 DEFAULT_OPSET = 18
 
 
@@ -49,7 +49,7 @@ def export_onnx(
 
     ``dynamo=False``: the TorchScript exporter writes one self-contained file (the dynamo exporter
     writes weights to a side ``.onnx.data`` file by default) and handles the models here
-    (FACTS.md). The module is put in eval mode and traced without gradients.
+    (docs/toolchain.md). The module is put in eval mode and traced without gradients.
     """
     import torch
 
@@ -120,7 +120,7 @@ def convert_to_fp16(
     """Write an fp16-compute copy of ``src`` whose inputs and outputs keep their fp32 types.
 
     ``method``: ``"ort"`` (onnxruntime.transformers.float16, the default) or ``"onnxconverter"``
-    (onnxconverter_common.float16). FACTS.md: each failed on some graph the other handled. On the
+    (onnxconverter_common.float16). docs/toolchain.md: each failed on some graph the other handled. On the
     TorchScript-exported TransNetV2 graph, onnxconverter_common 1.16 writes Casts whose declared
     output type contradicts their ``to`` attribute (the checker rejects it), while the ORT
     converter works once the graph is topologically re-sorted (it appends the Casts it inserts
@@ -163,7 +163,7 @@ def store_weights_fp16(src: str | os.PathLike, dst: str | os.PathLike, min_eleme
     Every float32 initializer with at least ``min_elements`` values is stored in fp16 and feeds a
     ``Cast(to=float)``; ONNX Runtime folds those Casts when it builds the session, so the graph
     computes in fp32 at fp32 speed from a file about half the size. This is the CPU answer to
-    "fp16 bundle": ORT's CPU provider runs true fp16 graphs slower than fp32 (FACTS.md), and the
+    "fp16 bundle": ORT's CPU provider runs true fp16 graphs slower than fp32 (docs/toolchain.md), and the
     error comes almost only from rounding the weights, which both variants share.
     """
     import onnx

@@ -51,7 +51,7 @@ def write_parity_video(path: str | os.PathLike, seconds: float = 8.0, fps: int =
 
 
 def decode_parity_frames(path: str | os.PathLike, config: VemConfig, max_seconds: float | None = None) -> dict[str, np.ndarray]:
-    """Frames at 16 fps at the three sizes the runtime decodes (BUNDLE_INTERFACE.md)."""
+    """Frames at 16 fps at the three sizes the runtime decodes (docs/architecture.md)."""
     from vem.runtime.video import decode_frames
 
     s, a = config.visual.frame_size, config.aligner.frame_size

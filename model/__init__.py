@@ -1,4 +1,4 @@
-"""vem.model: the PyTorch VeM (PAPER.md §§2-5).
+"""vem.model: the PyTorch VeM (docs/paper.md §§2-5).
 
 Every size comes from `vem.runtime.config.VemConfig` (``get_config("paper")`` or ``"demo"``).
 Components and their equations:

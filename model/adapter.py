@@ -1,4 +1,4 @@
-"""TB adapter (PAPER.md §4, Eq. 10): rhythm conditioning of every T-UNet encoder block.
+"""TB adapter (docs/paper.md §4, Eq. 10): rhythm conditioning of every T-UNet encoder block.
 
 Two zero-initialised 1-D convolutions over time map the aligner features (already resized to
 the block's time resolution) to a per-frame, per-channel scale gamma and shift beta, broadcast

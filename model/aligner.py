@@ -1,4 +1,4 @@
-"""TB aligner (PAPER.md §4, Eq. 9): ResNet(2+1)D-style network over 16 fps video frames.
+"""TB aligner (docs/paper.md §4, Eq. 9): ResNet(2+1)D-style network over 16 fps video frames.
 
 Input [B, in_channels, T_video, H, W]: RGB plus the transition detector's per-frame probability
 (4 channels). Every 3-D convolution is factorised R(2+1)D-style into a spatial 1 x k x k

@@ -1,10 +1,10 @@
-"""Attention: the storyboard mask (PAPER.md Eq. 7) and SG-CAtt (Eq. 8).
+"""Attention: the storyboard mask (docs/paper.md Eq. 7) and SG-CAtt (Eq. 8).
 
 Eq. 7: ``sMask[x, y] = 1 if s_i <= x < s_i + d_i``: latent frame x may attend to the condition
 tokens of storyboard i only if x lies inside shot i. Eq. 8 writes ``softmax(sMask ⊙ QKᵀ/√d) V``;
 we read it as a proper mask and add a large *finite* negative bias (-1e4) to masked logits
 before an fp32 softmax. Finite on purpose: fp16 graphs and int8 calibration fail on -inf
-(FACTS.md), and exp(-1e4) underflows to exactly 0 in fp32, so masked tokens get weight 0.
+(docs/toolchain.md), and exp(-1e4) underflows to exactly 0 in fp32, so masked tokens get weight 0.
 
 Conventions, shared with the numpy runtime (which must build the same mask):
 

@@ -1,4 +1,4 @@
-"""Condition builder: the storyboard tokens of SG-CAtt (PAPER.md §3, Eq. 6).
+"""Condition builder: the storyboard tokens of SG-CAtt (docs/paper.md §3, Eq. 6).
 
 Eq. 6 concatenates, per storyboard i, ``f_t^C ‖ f_t^T ‖ f_t^{story_i} ‖ f_v^{story_i} ‖
 f_s^{story_i} ‖ f_d^{story_i}``. Here each of the six vectors becomes one token of width

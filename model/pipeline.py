@@ -1,4 +1,4 @@
-"""Torch eager reference generation (PAPER.md pipeline, §5 sampling).
+"""Torch eager reference generation (docs/paper.md pipeline, §5 sampling).
 
 z_T ~ N(0, I) from a seeded generator -> for each sampler step: one T-UNet call on the
 conditional and unconditional (null-token) branches concatenated along the batch, then

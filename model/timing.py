@@ -1,4 +1,4 @@
-"""Continuous-time embedder for storyboard start and duration (PAPER.md §2, f_s and f_d of Eq. 6).
+"""Continuous-time embedder for storyboard start and duration (docs/paper.md §2, f_s and f_d of Eq. 6).
 
 The paper calls it "a learnable continuous-time MLP over seconds" and keeps it trainable while
 every other encoder is frozen. Here: seconds -> fixed log-spaced Fourier features (sin, cos) ->

@@ -1,4 +1,4 @@
-"""T-UNet: the latent diffusion backbone with SG-CAtt and the TB adapter (PAPER.md §§3-5).
+"""T-UNet: the latent diffusion backbone with SG-CAtt and the TB adapter (docs/paper.md §§3-5).
 
 Layout after AudioLDM 2's openaimodel UNet (2-D over the latent [B, C, T, F] plane: time x
 latent mel bins): ResBlocks (GroupNorm, SiLU, 3x3 conv, timestep embedding added), a 2x

@@ -1,4 +1,4 @@
-"""Mel VAE (PAPER.md §5): AudioLDM 2's AutoencoderKL layout, without the attention block.
+"""Mel VAE (docs/paper.md §5): AudioLDM 2's AutoencoderKL layout, without the attention block.
 
 Encoder: log-mel [B, 1, T_mel, n_mels] -> conv_in -> per level ``num_res_blocks`` ResNet
 blocks (GroupNorm, SiLU, 3x3 conv) and a 2x down-sample in both axes after every level but the

@@ -1,4 +1,4 @@
-"""The VeM container (PAPER.md Fig. / §§2-5): every trainable component in one module, plus
+"""The VeM container (docs/paper.md Fig. / §§2-5): every trainable component in one module, plus
 safetensors checkpoints that carry their own configuration.
 
 Components: ``condition`` (Eq. 6 tokens, including the timing MLPs f_s and f_d), ``unet``

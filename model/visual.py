@@ -1,4 +1,4 @@
-"""Visual encoder and style head (PAPER.md §2; stands in for MAViL, see DESIGN.md).
+"""Visual encoder and style head (docs/paper.md §2; stands in for MAViL, see docs/architecture.md).
 
 The paper encodes each storyboard's frames with MAViL (an audio-video latent space) and takes
 the global emotion/style tags from a music classifier. MAViL's weights are not available

@@ -1,4 +1,4 @@
-"""HiFi-GAN vocoder (PAPER.md §5), V1 generator layout with AudioLDM 2's 16 kHz up-sampling.
+"""HiFi-GAN vocoder (docs/paper.md §5), V1 generator layout with AudioLDM 2's 16 kHz up-sampling.
 
 log-mel [B, n_mels, T_mel] -> 7-tap conv -> per up-sampling stage: LeakyReLU(0.1), transposed
 conv (stride = rate), multi-receptive-field fusion (mean of ResBlock1s with the configured

@@ -1,6 +1,6 @@
 """Audio post-processing and audio files: loudness, fades, length, WAV/FLAC writing and reading.
 
-Stage 5-6 of the runtime (DESIGN.md): the vocoder's waveform is brought to a standard loudness,
+Stage 5-6 of the runtime (docs/architecture.md): the vocoder's waveform is brought to a standard loudness,
 faded, fitted to the video's length and written atomically.
 
 Waveforms are float arrays in [-1, 1], shape [samples] (mono) or [channels, samples].

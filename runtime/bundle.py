@@ -1,4 +1,4 @@
-"""The bundle: the one contract between export and runtime (DESIGN.md).
+"""The bundle: the one contract between export and runtime (docs/architecture.md).
 
 A bundle is a folder with ``manifest.json`` and the files it lists. The manifest says what the
 model is (the full `VemConfig`), how to sample it, which text encoder and tag vocabulary it was

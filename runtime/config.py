@@ -20,7 +20,7 @@ from typing import Any
 
 from .tags import TAG_VOCABULARY
 
-# The six condition tokens of one storyboard, in the order of PAPER.md Eq. 6.
+# The six condition tokens of one storyboard, in the order of docs/paper.md Eq. 6.
 CONDITION_TOKENS = ("caption", "tags", "story_text", "story_visual", "start", "duration")
 
 
@@ -117,7 +117,7 @@ class AlignerConfig:
 
 @dataclass
 class VisualConfig:
-    """Storyboard visual encoder + global style head (stands in for MAViL, see DESIGN.md)."""
+    """Storyboard visual encoder + global style head (stands in for MAViL, see docs/architecture.md)."""
 
     frame_size: int = 112
     channels: tuple[int, ...] = (64, 128, 256, 512)
@@ -136,7 +136,7 @@ class VocoderConfig:
 
 @dataclass
 class DiffusionConfig:
-    """DDPM (PAPER.md §5: 1000 steps, epsilon prediction) and the sampler defaults."""
+    """DDPM (docs/paper.md §5: 1000 steps, epsilon prediction) and the sampler defaults."""
 
     num_train_steps: int = 1000
     # LDM's "linear" schedule: betas linear in sqrt-space between these (AudioLDM 2 values).

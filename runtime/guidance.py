@@ -10,7 +10,7 @@ backend can run the two branches the way its hardware likes:
   own core(s) (`OnnxRuntimeRunner.split_branches`). ONNX Runtime spreads a single call's ops over
   the threads poorly for this graph's many small element-wise and Q/DQ ops; one branch per core
   made the guided step about 1.2x (fp32) and 1.5x (int8) faster on the 2-core CPU
-  (`python -m benchmarks.probe_split_guidance`, README INT8), with the same numbers.
+  (`python -m benchmarks.probe_split_guidance`, docs/precision.md), with the same numbers.
 
 Bundles exported before the branch graph take ``guidance`` and return the guided eps themselves;
 `bind_guided` runs those unchanged.

@@ -1,6 +1,6 @@
 """The project's one log-mel definition (numpy, torch-free).
 
-AudioLDM 2's 16 kHz front end (PAPER.md §5), fixed here so that training (the VAE's and the
+AudioLDM 2's 16 kHz front end (docs/paper.md §5), fixed here so that training (the VAE's and the
 vocoder's targets, `vem.training.mel.TorchLogMel` reproduces it in torch and a test compares the
 two) and the metrics' mel distance measure the same thing:
 

@@ -1,4 +1,4 @@
-"""Rhythm metrics of PAPER.md §7 and the project's tight-tolerance companions (torch-free, numpy only).
+"""Rhythm metrics of docs/paper.md §7 and the project's tight-tolerance companions (torch-free, numpy only).
 
 Paper metrics (tolerance 0.5 s)::
 
@@ -21,7 +21,7 @@ Greedy by distance can, in contrived layouts, find one match fewer than the larg
 matching; it is deterministic, order-independent and what "nearest beat" means to a reader.
 
 Because at usual tempi beats are ≤ 0.5 s apart, a 0.5 s tolerance lets random cut times pass
-(PAPER.md §7 caveat). Beside TBIoU the project reports the **cut-beat hit rate**: the share of
+(docs/paper.md §7 caveat). Beside TBIoU the project reports the **cut-beat hit rate**: the share of
 transitions with a beat within 70 ms (MIREX's beat tolerance; not one-to-one: each cut asks "is
 there a beat near me"), and its **chance level**: the expected hit rate of a cut placed uniformly
 at random in [0, duration], which is exactly the share of [0, duration] lying within 70 ms of some
@@ -97,7 +97,7 @@ def biou(
     generated_beats: Sequence[float] | np.ndarray,
     tolerance: float = PAPER_TOLERANCE_S,
 ) -> float:
-    """BIoU (PAPER.md §7): beats of the reference music vs beats of the generated music."""
+    """BIoU (docs/paper.md §7): beats of the reference music vs beats of the generated music."""
     return event_iou(reference_beats, generated_beats, tolerance)
 
 
@@ -106,7 +106,7 @@ def tbiou(
     music_beats: Sequence[float] | np.ndarray,
     tolerance: float = PAPER_TOLERANCE_S,
 ) -> float:
-    """TBIoU (PAPER.md §7): video transition times vs beats of the generated music."""
+    """TBIoU (docs/paper.md §7): video transition times vs beats of the generated music."""
     return event_iou(transitions, music_beats, tolerance)
 
 

@@ -1,4 +1,4 @@
-"""The three-level video parse of PAPER.md §1 as a JSON file (torch-free, stdlib + math only).
+"""The three-level video parse of docs/paper.md §1 as a JSON file (torch-free, stdlib + math only).
 
 One format is written by `vem-synth` (ground truth), read and written by `vem-run --parse /
 --write-parse` (user edits), and read by `vem-eval`. Layout (version 1)::
@@ -45,7 +45,7 @@ from .errors import InputError
 from .tags import TAG_VOCABULARY, unknown_tags
 
 PARSE_VERSION = 1
-FRAME_FPS = 16  # PAPER.md §1: the frame level runs at 16 fps
+FRAME_FPS = 16  # docs/paper.md §1: the frame level runs at 16 fps
 TRANSITION_KINDS = ("cut", "dissolve", "fade")
 MODES = ("major", "minor")
 PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")

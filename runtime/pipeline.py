@@ -5,7 +5,7 @@
     result = pipeline.generate("clip.mp4", seed=0)
     result.waveform, result.sample_rate, result.report
 
-Stages (DESIGN.md), each timed into ``report["timings_s"]``:
+Stages (docs/architecture.md), each timed into ``report["timings_s"]``:
 
 1. decode        PyAV, 16 fps by real timestamps, scaled once per parser size
 2. parse         frame level (TransNetV2 -> cut times), storyboard level (shots merged/split),
@@ -128,7 +128,7 @@ _MALLOC_TRIM = None
 
 # The precision a bundle runs at unless told: on a GPU fp16 (tensor cores; TensorRT builds the
 # fp16 graphs strongly typed), on a CPU int8 and else fp32 -- ONNX Runtime's CPU provider runs an
-# fp16 graph through casts to fp32, slower than the fp32 graph itself (README "CPU default").
+# fp16 graph through casts to fp32, slower than the fp32 graph itself (docs/front-end.md).
 GPU_PRECISIONS = ("fp16", "int8", "fp32")
 CPU_PRECISIONS = ("int8", "fp32", "fp16")
 

@@ -6,7 +6,7 @@ multiplies and adds its array arguments with Python floats, so the same code dri
 arrays, torch tensors and device arrays (CuPy, IO-bound ORT values) without copying the latent
 to the host between steps.
 
-Schedule (PAPER.md §5, Eqs. 1-5): 1000 training steps, epsilon prediction,
+Schedule (docs/paper.md §5, Eqs. 1-5): 1000 training steps, epsilon prediction,
 q(z_t | z_0) = N(sqrt(abar_t) z_0, (1 - abar_t) I). Betas are LDM's "linear" schedule
 (linear in sqrt space) with AudioLDM 2's end points.
 """

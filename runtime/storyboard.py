@@ -1,4 +1,4 @@
-"""Storyboard level of the parse (PAPER.md §1) and the condition geometry, in numpy.
+"""Storyboard level of the parse (docs/paper.md §1) and the condition geometry, in numpy.
 
 - `segment_storyboards`: frame-level cut times -> shots, merged and split to duration bounds so
   that every storyboard is long enough to carry a musical phrase and there are at most

@@ -1,7 +1,7 @@
-"""The fixed style-tag vocabulary of the global parse level (PAPER.md §1: "emotion/style tags, ≤ 50").
+"""The fixed style-tag vocabulary of the global parse level (docs/paper.md §1: "emotion/style tags, ≤ 50").
 
 The paper takes its tags from a music classifier; this project fixes a vocabulary instead, so that
-the runtime can store each tag's text embedding in the bundle (DESIGN.md, "Decisions") and so that
+the runtime can store each tag's text embedding in the bundle (docs/decisions.md) and so that
 the synthetic data generator (`vem-synth`) and the style head speak the same words.
 
 Tags are lower-case single words, grouped by what they describe. A sample carries a few of them

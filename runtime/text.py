@@ -1,7 +1,7 @@
 """A frozen, file-free text encoder: hashed bag of words (and word pairs).
 
 The paper encodes captions, tags and storyboard descriptions with CLAP's text tower, whose weights
-cannot be shipped or downloaded here (DESIGN.md). The demo checkpoint therefore uses this encoder:
+cannot be shipped or downloaded here (docs/architecture.md). The demo checkpoint therefore uses this encoder:
 each lower-cased word and each adjacent word pair is hashed (BLAKE2b) to a fixed +-1 vector, the
 vectors are averaged and L2-normalised. It is deterministic across machines, numpy versions and
 Python versions, needs no weights, runs on the device in microseconds, and gives texts that share

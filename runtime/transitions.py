@@ -1,4 +1,4 @@
-"""Frame-level parsing (PAPER.md §1): per-frame transition probabilities and cut times.
+"""Frame-level parsing (docs/paper.md §1): per-frame transition probabilities and cut times.
 
 Runs the TransNetV2 graph that ``vem.export.transitions`` writes (input uint8
 [batch, 100, 27, 48, 3], outputs ``single_frame`` and ``many_hot`` probabilities [batch, 100])
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 FRAME_HEIGHT, FRAME_WIDTH = 27, 48
-DEFAULT_FPS = 16.0  # VeM parses video at 16 fps (PAPER.md §1, §4)
+DEFAULT_FPS = 16.0  # VeM parses video at 16 fps (docs/paper.md §1, §4)
 # TransNetV2's own default, kept at 16 fps. Measured on PyAV-written videos of panning photo shots
 # (tests/test_transitions.py, `-m slow`): at 16 fps 0.5 found 49/49 hard cuts with no false cut
 # (0.4: one false cut; 0.6: 47/49); on another 65-cut draw 0.5 found 62/65, 0.4 63/65, both with
@@ -242,7 +242,7 @@ def detect_cuts(
 
 
 def cut_indicator(cut_times: np.ndarray, n_frames: int, fps: float = DEFAULT_FPS) -> np.ndarray:
-    """The paper's frame-level output (PAPER.md §1): a binary indicator per frame at ``fps``,
+    """The paper's frame-level output (docs/paper.md §1): a binary indicator per frame at ``fps``,
     uint8 [n_frames], 1 on the first frame of each new shot (frame ``round(t * fps)`` for a cut
     at ``t`` seconds). Cuts outside the frame range are dropped.
 

@@ -1,6 +1,6 @@
 """Video input: probe a file, and decode it once into 16 fps frames at the sizes the parsers need.
 
-Stage 1 of the runtime (DESIGN.md, "Runtime stages"). VeM works on frames at 16 fps (PAPER.md:
+Stage 1 of the runtime (docs/architecture.md, "Runtime stages"). VeM works on frames at 16 fps (docs/paper.md:
 the frame-level parse and the TB aligner see the video at 16 fps); a real video comes at 23.976,
 25, 30, 60 fps or at a variable rate, may carry rotation metadata (phones), and may be 8K, 10-bit
 or broken. This module turns any of those into fixed-rate uint8 RGB arrays, or refuses with an

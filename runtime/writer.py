@@ -1,6 +1,6 @@
 """Put the music under the video: an mp4 with the original video stream copied and the music as AAC.
 
-Stage 6 of the runtime (DESIGN.md). The video is never re-encoded: every packet of the input's
+Stage 6 of the runtime (docs/architecture.md). The video is never re-encoded: every packet of the input's
 video stream is copied as it is (same bytes, same timestamps), so quality and size are the
 input's and muxing takes a fraction of a second. The music is fitted to the video's duration
 (trimmed, or padded with silence), faded out, encoded as AAC and interleaved by time. The input's

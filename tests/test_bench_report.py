@@ -1,4 +1,4 @@
-"""The README's benchmark block is what `python -m benchmarks.report` makes of the committed JSON,
+"""benchmarks/RESULTS.md's benchmark block is what `python -m benchmarks.report` makes of the committed JSON,
 and the generator puts the recorded numbers where the table says they are."""
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ def test_readme_block_matches_the_recorded_results():
     bench, pytest_records = report.load_records(ROOT / "benchmarks" / "results")
     assert bench, "no vem-bench record in benchmarks/results/"
     assert pytest_records, "no pytest-benchmark record in benchmarks/results/"
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "benchmarks" / "RESULTS.md").read_text()
     assert report.readme_block(readme) == report.render(ROOT / "benchmarks" / "results"), \
-        "README.md's benchmark block is stale: run `python -m benchmarks.report`"
+        "benchmarks/RESULTS.md's benchmark block is stale: run `python -m benchmarks.report`"
 
 
 def _stage(median, low, high):

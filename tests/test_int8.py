@@ -2,7 +2,7 @@
 
 All on the shared seeded demo bundle (conftest `demo_bundle`), calibrated on a real mp4 written
 by PyAV with few sampler steps so that the module stays fast; the recipe's numbers at full size
-are in the README's INT8 section."""
+are in the docs/precision.md."""
 
 from __future__ import annotations
 

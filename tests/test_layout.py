@@ -1,4 +1,4 @@
-"""Package layout rules from DESIGN.md that a refactor could silently break."""
+"""Package layout rules from docs/architecture.md that a refactor could silently break."""
 
 import subprocess
 import sys

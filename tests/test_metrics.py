@@ -1,4 +1,4 @@
-"""Rhythm metrics (PAPER.md §7) on hand-worked examples."""
+"""Rhythm metrics (docs/paper.md §7) on hand-worked examples."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""TB adapter (PAPER.md Eq. 10) and the aligner-feature resampling."""
+"""TB adapter (docs/paper.md Eq. 10) and the aligner-feature resampling."""
 
 from __future__ import annotations
 

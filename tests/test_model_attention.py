@@ -1,4 +1,4 @@
-"""SG-CAtt and the storyboard mask (PAPER.md Eqs. 7-8)."""
+"""SG-CAtt and the storyboard mask (docs/paper.md Eqs. 7-8)."""
 
 from __future__ import annotations
 

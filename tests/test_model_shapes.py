@@ -1,4 +1,4 @@
-"""Shapes of every VeM component for the paper and demo configs (PAPER.md §§2-5)."""
+"""Shapes of every VeM component for the paper and demo configs (docs/paper.md §§2-5)."""
 
 from __future__ import annotations
 

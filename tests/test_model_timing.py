@@ -1,4 +1,4 @@
-"""Timing MLP f_s / f_d (PAPER.md §2): continuous in seconds, distinct across seconds."""
+"""Timing MLP f_s / f_d (docs/paper.md §2): continuous in seconds, distinct across seconds."""
 
 from __future__ import annotations
 

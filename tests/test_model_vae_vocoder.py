@@ -1,4 +1,4 @@
-"""Mel VAE and HiFi-GAN shapes (PAPER.md §5)."""
+"""Mel VAE and HiFi-GAN shapes (docs/paper.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Beat trackers recover the synthetic music's beats (PAPER.md §4 labels, §7 BIoU)."""
+"""Beat trackers recover the synthetic music's beats (docs/paper.md §4 labels, §7 BIoU)."""
 
 import dataclasses
 

@@ -588,7 +588,7 @@ def test_shot_match_asks_whether_each_shot_sounds_like_its_own_reference():
 
 
 def test_parsing_plain_drops_both_the_adapters_and_the_mask(tiny):
-    """PAPER.md Table 4's "parsing with plain cross-attention" row: the no-TB-As model with the
+    """docs/paper.md Table 4's "parsing with plain cross-attention" row: the no-TB-As model with the
     storyboard mask off too, so it differs from each single ablation, and the model is left as
     found. The shipped weights: an untrained vocoder's output hardly depends on its input."""
     from vem.training.evaluate import generate_for_clip

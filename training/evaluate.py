@@ -1,4 +1,4 @@
-"""Held-out evaluation of a checkpoint in the paper's Table 4 form (PAPER.md §7 metrics).
+"""Held-out evaluation of a checkpoint in the paper's Table 4 form (docs/paper.md §7 metrics).
 
 For every cached held-out clip, music is scored against the clip's ground-truth transitions
 (TBIoU, the 70 ms hit rate and its chance level) and against the clip's reference music (BIoU
@@ -13,7 +13,7 @@ of the beats, log-mel distance), with librosa beats (`vem.runtime.beats`, `BEAT_
                     video's cuts (the share of cuts with a peak within 70 ms), the ceiling the
                     rhythm path's input sets;
 - ``no_tb_adapter`` the model without the rhythm path (no aligner features: the TB adapters add 0);
-- ``parsing_plain`` neither: no rhythm path and no storyboard mask (PAPER.md Table 4's "parsing
+- ``parsing_plain`` neither: no rhythm path and no storyboard mask (docs/paper.md Table 4's "parsing
                     with plain cross-attention"; against ``no_tb_adapter`` it is the paper's
                     SG-CAtt comparison, measured without the adapters and their beat grid);
 - ``no_sg_catt``    the model with SG-CAtt's storyboard mask removed, so every latent frame
@@ -58,7 +58,7 @@ from .phases import aligner_input, clip_latent, clip_story_visual, runtime_text
 # gives the same beats on vem-synth's music (tests/test_beats_numpy.py).
 BEAT_TRACKER = "librosa"
 
-# "parsing_plain" is PAPER.md Table 4's "parsing with plain cross-attention" row: neither the
+# "parsing_plain" is docs/paper.md Table 4's "parsing with plain cross-attention" row: neither the
 # TB-As nor the storyboard mask, so that SG-CAtt's own effect on rhythm is measured where the paper
 # measured it (against "no_tb_adapter", which keeps the mask), away from the adapters' beat grid.
 MODEL_VARIANTS = ("no_tb_adapter", "parsing_plain", "no_sg_catt", "full")
@@ -139,7 +139,7 @@ def score(wave: np.ndarray, beats: np.ndarray, clip: Clip, ref_wave: np.ndarray,
     return {
         "tbiou": tbiou(clip.cuts_s, beats),
         # The paper's TBIoU at the 70 ms tolerance: at 0.5 s almost any cut matches some beat
-        # (PAPER.md §7 caveat), at 70 ms only a beat placed on the cut does.
+        # (docs/paper.md §7 caveat), at 70 ms only a beat placed on the cut does.
         "tbiou70": tbiou(clip.cuts_s, beats, tolerance=HIT_TOLERANCE_S),
         "biou": biou(ref_beats, beats),
         "hit70": hit_rate(clip.cuts_s, beats),
@@ -438,7 +438,7 @@ def combine(results: list[dict], replace: bool = False) -> dict:
 
 
 def markdown_table(result: dict) -> str:
-    """The README table (PAPER.md Table 4 layout) from an `evaluate` result."""
+    """The README table (docs/paper.md Table 4 layout) from an `evaluate` result."""
     summary = result["summary"]
 
     def cell(stats: dict, key: str, digits: int = 3) -> str:

@@ -1,4 +1,4 @@
-"""The paper's three training phases (PAPER.md §5) as small, separately testable trainers.
+"""The paper's three training phases (docs/paper.md §5) as small, separately testable trainers.
 
 Phase 1 (components, independent of each other):
 - ``vae``      Mel VAE: L1 reconstruction of random 1.28 s log-mel crops (the VAE is fully
@@ -82,7 +82,7 @@ def _to_unit(frames: np.ndarray) -> torch.Tensor:
 
 def aligner_input(frames: np.ndarray, trans_prob: np.ndarray) -> torch.Tensor:
     """uint8 RGB [T, A, A, 3] + probabilities [T] -> [1, 4, T, A, A]: the probability broadcast
-    over the frame as the 4th channel (BUNDLE_INTERFACE.md)."""
+    over the frame as the 4th channel (docs/architecture.md)."""
     rgb = _to_unit(frames).permute(3, 0, 1, 2)  # [3, T, A, A]
     prob = torch.from_numpy(np.asarray(trans_prob, dtype=np.float32)).view(1, -1, 1, 1).expand(1, -1, rgb.shape[2], rgb.shape[3])
     return torch.cat([rgb, prob], dim=0).unsqueeze(0)

@@ -3,7 +3,7 @@
 Nothing here imports cuda-python at module import time: `import vem.runtime.backends` must work
 on a CPU box. cuda-python's calls return ``(error, *results)`` tuples; `check` turns a failed one
 into a `CudaError` that names the call. Without an NVIDIA driver, ``cuInit`` raises (or returns an
-error) even though the package imports (FACTS.md); `gpu_info` catches both and says why.
+error) even though the package imports (docs/toolchain.md); `gpu_info` catches both and says why.
 
 What the TensorRT backend needs, and only that: the compute capability of device 0, one
 non-blocking stream, raw device buffers (``cudaMalloc``) with host/device copies on that stream,
