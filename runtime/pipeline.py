@@ -80,6 +80,9 @@ VAE_OVERLAP_FRAMES = 25
 VOCODER_CHUNK_FRAMES = 1000
 VOCODER_CONTEXT_FRAMES = 48
 FADE_IN_S, FADE_OUT_S = 0.05, 1.0
+# A cut near the end keeps its beat: the fade starts this long after the last cut (a beat's onset
+# and attack), down to a fade of MIN_FADE_OUT_S.
+FINAL_CUT_CLEAR_S, MIN_FADE_OUT_S = 0.25, 0.1
 # A generous guard against a wrong file: beyond this the user must cut the video first.
 MAX_VIDEO_SECONDS = 60 * 60.0
 TEMPO_INPUT = "beat_grid"  # the denoiser input of a beat-grid bundle (`vem.runtime.tempo`)
@@ -152,6 +155,17 @@ def _expects_gpu(backend: str, bundle: Bundle) -> bool:
     if any(provider in GPU_PROVIDERS for provider in available_providers()):
         return True
     return backend == "auto" and bool(bundle.manifest.engines) and backends.tensorrt_status()[0]
+
+
+def fade_out_seconds(duration: float, cuts_s: list[float]) -> float:
+    """The final fade's length: FADE_OUT_S (at most a quarter of the video), shortened so that it
+    starts after the last cut's beat has sounded (FINAL_CUT_CLEAR_S after the cut), but never
+    below MIN_FADE_OUT_S (a cut in the last instants keeps a short fade rather than a click)."""
+    fade = min(FADE_OUT_S, duration / 4)
+    late = [c for c in cuts_s if duration - fade - FINAL_CUT_CLEAR_S < c < duration]
+    if late:
+        fade = max(min(fade, duration - max(late) - FINAL_CUT_CLEAR_S), min(MIN_FADE_OUT_S, fade))
+    return fade
 
 
 def default_bundle_path() -> Path:
@@ -331,7 +345,7 @@ class Pipeline:
                 pieces.append(self._decode_audio(latent, end_s - start_s, timer))
         with timer("decode_audio"):
             waveform, joins = self._join(pieces, windows, tempo)
-            waveform = self._finish(waveform, duration)
+            waveform = self._finish(waveform, duration, list(video_parse.frame.transitions_s))
 
         with timer("analyse"):
             sample_rate = config.audio.sample_rate
@@ -734,9 +748,10 @@ class Pipeline:
             joins.append(centre)
         return out, joins
 
-    def _finish(self, waveform: np.ndarray, duration: float) -> np.ndarray:
+    def _finish(self, waveform: np.ndarray, duration: float, cuts_s: list[float] | None = None) -> np.ndarray:
         rate = self.config.audio.sample_rate
         samples = int(round(duration * rate))
         waveform = np.pad(waveform, (0, max(0, samples - len(waveform))))[:samples]
         waveform = normalize_loudness(waveform, rate)
-        return apply_fades(waveform, rate, fade_in_s=FADE_IN_S, fade_out_s=min(FADE_OUT_S, duration / 4)).astype(np.float32)
+        return apply_fades(waveform, rate, fade_in_s=FADE_IN_S,
+                           fade_out_s=fade_out_seconds(duration, cuts_s or [])).astype(np.float32)

@@ -122,3 +122,12 @@ def test_run_process_reports_the_childs_own_peak_memory():
     big = run_process([sys.executable, "-c", "import numpy as np; a = np.ones(300 * 2**20 // 8); print(a.sum())"])
     assert big["peak_rss_mib"] - small["peak_rss_mib"] > 250
     assert small["wall_s"] > 0 and big["cpu_s"] > 0
+
+
+def test_the_fade_out_starts_after_a_late_cut():
+    from vem.runtime.pipeline import FADE_OUT_S, FINAL_CUT_CLEAR_S, MIN_FADE_OUT_S, fade_out_seconds
+
+    assert fade_out_seconds(12.0, [3.0, 6.0]) == FADE_OUT_S  # no cut in the last second
+    assert fade_out_seconds(12.0, [3.0, 11.4]) == pytest.approx(12.0 - 11.4 - FINAL_CUT_CLEAR_S)
+    assert fade_out_seconds(12.0, [11.9]) == MIN_FADE_OUT_S  # a cut in the last instants: a short fade
+    assert fade_out_seconds(2.0, []) == pytest.approx(0.5)  # at most a quarter of a short video
