@@ -13,7 +13,9 @@ import struct
 from fractions import Fraction
 
 import av
-from media import ENCODER_OPTIONS, PALETTE, shot_picture
+from media import PALETTE, shot_picture
+
+from vem.runtime.media_writer import encoder_for
 
 
 def _encode_packets(codec: str, times: list[float], size=(64, 48), time_base=Fraction(1, 1000),
@@ -21,7 +23,8 @@ def _encode_packets(codec: str, times: list[float], size=(64, 48), time_base=Fra
     """Encoded packets (no B-frames) of frames shown at ``times``, with their own time base (the
     encoder set up for ``container_format``: global headers where it needs them)."""
     scratch = av.open(io.BytesIO(), "w", format=container_format)
-    stream = scratch.add_stream(codec, rate=25, options={**ENCODER_OPTIONS.get(codec, {}), "bf": "0"})
+    encoder, options = encoder_for(codec, {"bf": "0"})  # no B-frames
+    stream = scratch.add_stream(encoder, rate=25, options=options)
     stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
     stream.codec_context.time_base = time_base
     packets = []
@@ -42,7 +45,8 @@ def write_with_packet_times(path: str | os.PathLike, pts: list[int | None], cont
     path = os.fspath(path)
     size = (64, 48)
     with av.open(path, "w", format=container_format) as out:
-        stream = out.add_stream(codec, rate=25, options={**ENCODER_OPTIONS.get(codec, {}), "bf": "0"})
+        encoder, options = encoder_for(codec, {"bf": "0"})  # no B-frames
+        stream = out.add_stream(encoder, rate=25, options=options)
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
         stream.codec_context.time_base = time_base
         stamps = iter(pts)
