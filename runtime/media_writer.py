@@ -75,7 +75,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[Any], *, size: tuple[i
                 rate: float | Fraction = 30, codec: str = "h264", options: Mapping[str, str] | None = None,
                 pix_fmt: str = "yuv420p", times: Sequence[float] | None = None, rotation: int | None = None,
                 faststart: bool = False, audio: tuple[np.ndarray, int] | None = None,
-                container_format: str | None = None) -> int:
+                container_format: str | None = None, container_options: Mapping[str, str] | None = None) -> int:
     """Encode ``frames`` to ``path``; returns how many frames were written.
 
     frames: [H, W, 3] uint8 RGB arrays, or `av.VideoFrame`s already in ``pix_fmt``, one at a time
@@ -83,7 +83,8 @@ def write_video(path: str | os.PathLike, frames: Iterable[Any], *, size: tuple[i
     rate: the nominal frame rate (`exact_rate` makes floats exact). times: each frame's
     presentation time in seconds (variable frame rate, written in ms); None: frame k at k / rate.
     rotation: display-matrix rotation in degrees counter-clockwise (metadata; pixels stay).
-    faststart: the index (moov) before the media data. audio: (mono float samples, sample rate),
+    faststart: the index (moov) before the media data. container_format, container_options: the
+    muxer and its options when the file name does not say (``image2``, ``flv`` ...). audio: (mono float samples, sample rate),
     written as AAC and interleaved with the video (each frame followed by the audio up to 0.5 s
     after it).
     """
@@ -96,8 +97,8 @@ def write_video(path: str | os.PathLike, frames: Iterable[Any], *, size: tuple[i
     time_base = Fraction(1) / rate if times is None else Fraction(1, 1000)
     width, height = size
     written = 0
-    container = av.open(os.fspath(path), "w", format=container_format,
-                        options={"movflags": "+faststart"} if faststart else {})
+    muxer_options = {**({"movflags": "+faststart"} if faststart else {}), **(container_options or {})}
+    container = av.open(os.fspath(path), "w", format=container_format, options=muxer_options)
     try:
         stream = container.add_stream(encoder, rate=rate, options=encoder_options)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
