@@ -10,7 +10,6 @@ storyboard visual features pooled from the visual encoder's per-frame embeddings
 from __future__ import annotations
 
 import os
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +24,14 @@ _SHOT_COLOURS = ((200, 60, 40), (40, 170, 80), (50, 70, 210), (220, 200, 60), (1
 def write_parity_video(path: str | os.PathLike, seconds: float = 8.0, fps: int = 24, shot_s: float = 1.6,
                        size: tuple[int, int] = (160, 96)) -> Path:
     """Write an H.264 clip with a cut every ``shot_s`` seconds (PyAV), for parity inputs."""
-    import av
+    from vem.runtime.media_writer import write_video
 
     path = Path(path)
     width, height = size
     ys, xs = np.mgrid[0:height, 0:width]
     frames = int(round(seconds * fps))
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast"}
+
+    def pictures():
         for index in range(frames):
             t = index / fps
             colour = np.array(_SHOT_COLOURS[int(t // shot_s) % len(_SHOT_COLOURS)], dtype=np.float32)
@@ -42,11 +39,9 @@ def write_parity_video(path: str | os.PathLike, seconds: float = 8.0, fps: int =
             picture = (colour * shade).astype(np.uint8)
             x0 = int((t * 40) % (width - 16))
             picture[height // 2 : height // 2 + 16, x0 : x0 + 16] = 20
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+            yield picture
+
+    write_video(path, pictures(), size=size, rate=fps)
     return path
 
 

@@ -83,8 +83,10 @@ def check_writable_folder(folder: str | os.PathLike, *, display: str | None = No
     _remove_quietly(temp)
 
 
-# errno values that mean "the output cannot be written", whatever library raised them.
-WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM})
+# errno values that mean "the output cannot be written" (exit 5, not a bug), whatever library
+# raised them: the project's one table (vem-run's last-resort handler and the muxer use it too).
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM,
+                          errno.ENOTDIR})
 
 
 def describe_os_error(error: BaseException) -> str:

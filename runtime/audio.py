@@ -246,10 +246,13 @@ def _write_flac(path: str, pcm: np.ndarray, sample_rate: int) -> None:
         raise OutputError(f"cannot encode FLAC ({getattr(error, 'strerror', error)})") from error
 
 
-def read_audio(path: str | os.PathLike, mono: bool = False) -> tuple[np.ndarray, int]:
-    """Decode the first audio stream of any file PyAV reads: (float32 [channels, samples], rate).
+def read_audio(path: str | os.PathLike, mono: bool = False, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream of any file PyAV reads (wav, flac, mp3, an mp4's track):
+    (float32 [channels, samples], rate). The project's one audio reader.
 
-    With ``mono`` the channels are averaged and a [samples] array is returned.
+    With ``mono`` the channels are averaged and a [samples] array is returned; with
+    ``sample_rate`` FFmpeg's resampler converts to that rate.
+    Raises InputError (a ValueError) for a missing file, one without audio or one PyAV cannot read.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -259,8 +262,8 @@ def read_audio(path: str | os.PathLike, mono: bool = False) -> tuple[np.ndarray,
             if not container.streams.audio:
                 raise InputError(f"{path}: has no audio stream")
             stream = container.streams.audio[0]
-            rate = stream.rate
-            # Float planar at the stream's own rate and layout: [channels, samples] whatever the codec.
+            rate = int(sample_rate or stream.rate)
+            # Float planar at the wanted rate, the stream's layout: [channels, samples] whatever the codec.
             resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=rate)
             pieces = []
             for frame in container.decode(stream):
@@ -270,7 +273,5 @@ def read_audio(path: str | os.PathLike, mono: bool = False) -> tuple[np.ndarray,
         raise InputError(f"{path}: not a readable audio file ({getattr(error, 'strerror', error)})") from error
     if not pieces:
         raise InputError(f"{path}: its audio stream has no samples")
-    audio = np.concatenate(pieces, axis=1)
-    if mono:
-        return audio.mean(axis=0), int(rate)
-    return audio, int(rate)
+    audio = np.concatenate(pieces, axis=1).astype(np.float32, copy=False)
+    return (audio.mean(axis=0) if mono else audio), rate

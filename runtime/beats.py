@@ -64,28 +64,11 @@ _CHUNK_FRAMES = 4096
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = ANALYSIS_RATE) -> np.ndarray:
-    """Decode any audio file PyAV reads (wav, flac, mp3, the audio track of an mp4) to mono float32."""
-    import av
+    """Decode any audio file PyAV reads (wav, flac, mp3, the audio track of an mp4) to mono float32
+    at ``sample_rate`` (`audio.read_audio`; a ValueError for a file without readable audio)."""
+    from .audio import read_audio
 
-    try:
-        container = av.open(str(path))
-    except (av.error.FileNotFoundError, FileNotFoundError) as exc:
-        raise ValueError(f"{path}: no such file") from exc
-    except av.error.InvalidDataError as exc:
-        raise ValueError(f"{path}: not an audio file PyAV can read ({exc})") from exc
-    with container:
-        if not container.streams.audio:
-            raise ValueError(f"{path}: has no audio stream")
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks = []
-        for frame in container.decode(audio=0):
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
-    if not chunks:
-        return np.zeros(0, dtype=np.float32)
-    return np.concatenate(chunks).astype(np.float32)
+    return read_audio(path, mono=True, sample_rate=sample_rate)[0]
 
 
 def _resample_av(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:

@@ -29,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -45,27 +44,23 @@ BENCH_FORMAT = 2
 def write_bench_video(path: str | os.PathLike, seconds: float, *, fps: int = 30, size: tuple[int, int] = (640, 360),
                       cut_every_s: float = 2.3, seed: int = 0) -> str:
     """A real H.264 clip with hard cuts between moving coloured scenes."""
-    import av
+    from .media_writer import write_video
 
     rng = np.random.default_rng(seed)
     width, height = size
     frames = int(round(seconds * fps))
     ys, xs = np.mgrid[0:height, 0:width]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "28"}
+
+    def pictures():
         colour = rng.integers(0, 256, 3)
         for index in range(frames):
             t = index / fps
             if index and int(t / cut_every_s) != int((index - 1) / fps / cut_every_s):
                 colour = rng.integers(0, 256, 3)
             wave = ((np.sin(xs / 23.0 + t * 3.0) + np.cos(ys / 17.0 - t * 2.0)) * 30).astype(np.int16)
-            image = np.clip(colour[None, None, :] + wave[..., None], 0, 255).astype(np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+            yield np.clip(colour[None, None, :] + wave[..., None], 0, 255).astype(np.uint8)
+
+    write_video(path, pictures(), size=size, rate=fps, options={"preset": "ultrafast", "crf": "28"})
     return str(path)
 
 

@@ -9,7 +9,6 @@ without ``--force``, and the input is never touched. Errors are one line (``erro
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import sys
@@ -26,9 +25,6 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
                   ".3gp", ".flv", ".wmv", ".ogv")
 OWN_OUTPUT_SUFFIXES = (".vem.mp4", ".vem.mov", ".vem.m4v")
-# errno values of an OSError that mean "cannot write the output" (exit 5) rather than a bug.
-_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES,
-                            errno.EPERM, errno.ENOTDIR})
 
 
 @dataclass
@@ -407,10 +403,10 @@ def _report_error(error: BaseException, debug: bool) -> VemError:
     if isinstance(error, VemError):
         failure = error
     elif isinstance(error, OSError):  # an OS-level failure no writer turned into OutputError
-        from .atomic import describe_os_error
+        from .atomic import WRITE_ERRNOS, describe_os_error
 
         where = f"{error.filename}: " if getattr(error, "filename", None) else ""
-        failure = OutputError(f"{where}{describe_os_error(error)}") if error.errno in _OUTPUT_ERRNOS \
+        failure = OutputError(f"{where}{describe_os_error(error)}") if error.errno in WRITE_ERRNOS \
             else VemError(f"unexpected {type(error).__name__}: {where}{describe_os_error(error)}")
     else:
         failure = VemError(f"unexpected {type(error).__name__}: {error}")

@@ -19,18 +19,10 @@ from fractions import Fraction
 
 import numpy as np
 
+from .media_writer import ENCODERS, exact_rate, write_video
+
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina", "colorwheel", "camera",
           "moon", "coins", "horse", "clock", "brick", "grass", "gravel", "cat", "immunohistochemistry")
-
-# Encoder options: fast, quiet, and with B-frames where the codec has them (decode order differs
-# from presentation order, as in real files).
-ENCODERS: dict[str, tuple[str, dict[str, str]]] = {
-    "h264": ("libx264", {"preset": "veryfast", "crf": "23"}),
-    "hevc": ("libx265", {"preset": "ultrafast", "x265-params": "log-level=error"}),
-    "vp9": ("libvpx-vp9", {"deadline": "realtime", "cpu-used": "8", "crf": "32", "b": "0"}),
-    "mpeg4": ("mpeg4", {"qscale": "4", "bf": "2"}),
-}
-
 
 @dataclass(frozen=True)
 class Shot:
@@ -139,13 +131,10 @@ class _ShotRenderer:
 def write_slideshow(path: str | os.PathLike, shots: list[Shot], *, fps: float | Fraction = 30,
                     size: tuple[int, int] = (640, 360), codec: str = "h264") -> Slideshow:
     """Encode ``shots`` to ``path`` and return the truth about its transitions."""
-    import av
-
     if codec not in ENCODERS:
         raise ValueError(f"codec must be one of {', '.join(ENCODERS)}, got {codec!r}")
-    rate = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
+    rate = exact_rate(fps)
     width, height = size
-    encoder, options = ENCODERS[codec]
     # Frame ranges per shot: shot i starts at the first frame whose time >= its start time.
     starts, begin = [], 0.0
     for shot in shots:
@@ -161,10 +150,8 @@ def write_slideshow(path: str | os.PathLike, shots: list[Shot], *, fps: float | 
         transitions.append(Transition(kind, first, starts[index], float(first / rate), float(starts[index] / rate)))
     renderers = [_ShotRenderer(shot, width, height, end - start + int(round(shot.dissolve_in_s * rate)))
                  for shot, start, end in zip(shots, starts, ends)]
-    with av.open(os.fspath(path), "w") as container:
-        stream = container.add_stream(encoder, rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = dict(options)
+
+    def pictures():
         for k in range(total):
             shot = max(i for i, start in enumerate(starts) if start <= k)
             picture = renderers[shot].frame(k - starts[shot] + int(round(shots[shot].dissolve_in_s * rate)))
@@ -175,13 +162,9 @@ def write_slideshow(path: str | os.PathLike, shots: list[Shot], *, fps: float | 
                     alpha = (k - (starts[nxt] - blend) + 1) / (blend + 1)
                     incoming = renderers[nxt].frame(k - (starts[nxt] - blend))
                     picture = (picture * (1 - alpha) + incoming * alpha).round().astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")
-            frame.pts = k
-            frame.time_base = 1 / rate
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+            yield picture
+
+    write_video(path, pictures(), size=size, rate=rate, codec=codec)
     return Slideshow(os.fspath(path), codec, rate, (width, height), total, transitions)
 
 

@@ -13,7 +13,9 @@ import struct
 from fractions import Fraction
 
 import av
-from media import ENCODER_OPTIONS, PALETTE, shot_picture
+from media import PALETTE, shot_picture
+
+from vem.runtime.media_writer import encoder_for, write_video
 
 
 def _encode_packets(codec: str, times: list[float], size=(64, 48), time_base=Fraction(1, 1000),
@@ -21,7 +23,8 @@ def _encode_packets(codec: str, times: list[float], size=(64, 48), time_base=Fra
     """Encoded packets (no B-frames) of frames shown at ``times``, with their own time base (the
     encoder set up for ``container_format``: global headers where it needs them)."""
     scratch = av.open(io.BytesIO(), "w", format=container_format)
-    stream = scratch.add_stream(codec, rate=25, options={**ENCODER_OPTIONS.get(codec, {}), "bf": "0"})
+    encoder, options = encoder_for(codec, {"bf": "0"})  # no B-frames
+    stream = scratch.add_stream(encoder, rate=25, options=options)
     stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
     stream.codec_context.time_base = time_base
     packets = []
@@ -42,7 +45,8 @@ def write_with_packet_times(path: str | os.PathLike, pts: list[int | None], cont
     path = os.fspath(path)
     size = (64, 48)
     with av.open(path, "w", format=container_format) as out:
-        stream = out.add_stream(codec, rate=25, options={**ENCODER_OPTIONS.get(codec, {}), "bf": "0"})
+        encoder, options = encoder_for(codec, {"bf": "0"})  # no B-frames
+        stream = out.add_stream(encoder, rate=25, options=options)
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
         stream.codec_context.time_base = time_base
         stamps = iter(pts)
@@ -149,16 +153,9 @@ def zero_mp4_sample_deltas(path: str | os.PathLike) -> str:
 def write_still_image(path: str | os.PathLike, codec: str = "png") -> str:
     """A single picture (PNG or JPEG) under whatever name ``path`` has (.mp4, say)."""
     path = os.fspath(path)
-    picture = shot_picture(64, 48, PALETTE[1])
-    with av.open(path, "w", format="image2", options={"update": "1"}) as out:
-        stream = out.add_stream(codec)
-        stream.width, stream.height = 64, 48
-        stream.pix_fmt = "rgb24" if codec == "png" else "yuvj420p"
-        frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-        for packet in stream.encode(frame):
-            out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    write_video(path, [shot_picture(64, 48, PALETTE[1])], size=(64, 48), codec=codec,
+                pix_fmt="rgb24" if codec == "png" else "yuvj420p", container_format="image2",
+                container_options={"update": "1"})
     return path
 
 
@@ -179,14 +176,6 @@ def write_plain_codec_video(path: str | os.PathLike, codec: str, container_forma
     an mp4 cannot hold."""
     path = os.fspath(path)
     pix_fmt = {"cinepak": "rgb24", "huffyuv": "yuv422p"}.get(codec, "yuv420p")
-    with av.open(path, "w", format=container_format) as out:
-        stream = out.add_stream(codec, rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(shot_picture(64, 48, PALETTE[i % len(PALETTE)]), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    pictures = (shot_picture(64, 48, PALETTE[i % len(PALETTE)]) for i in range(frames))
+    write_video(path, pictures, size=(64, 48), rate=25, codec=codec, pix_fmt=pix_fmt, container_format=container_format)
     return path

@@ -20,6 +20,8 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from vem.runtime.media_writer import encode_audio_until, exact_rate, write_video
+
 # Saturated colours that stay far apart after 4:2:0 chroma subsampling and lossy coding.
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (220, 40, 40),
@@ -32,21 +34,6 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
     (240, 140, 30),
 )
 MARKER_COLOUR = (255, 255, 255)
-
-# Encoder options that keep test encoding fast and quiet while keeping real codec features
-# (B-frames, so decode order differs from presentation order for h264/hevc).
-ENCODER_OPTIONS: dict[str, dict[str, str]] = {
-    "h264": {"preset": "veryfast"},
-    "libx264": {"preset": "veryfast"},
-    "hevc": {"preset": "ultrafast", "x265-params": "log-level=error"},
-    "libx265": {"preset": "ultrafast", "x265-params": "log-level=error"},
-    "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "crf": "30", "b": "0"},
-    "mpeg4": {"qscale": "3"},
-    "libsvtav1": {"preset": "12"},
-}
-# SVT-AV1 prints its configuration to stdout unless told to log errors only.
-os.environ.setdefault("SVT_LOG", "1")
-
 
 @dataclass
 class TestVideo:
@@ -78,16 +65,6 @@ class TestVideo:
 
     def colour_at(self, t: float) -> tuple[int, int, int]:
         return PALETTE[self.shot_index_at(t) % len(PALETTE)]
-
-
-def _rate(fps: float | Fraction) -> Fraction:
-    if isinstance(fps, Fraction):
-        return fps
-    # 23.976 and 29.97 mean the NTSC rates exactly.
-    for ntsc in (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001)):
-        if abs(float(ntsc) - fps) < 1e-3:
-            return ntsc
-    return Fraction(fps).limit_denominator(1001)
 
 
 def shot_picture(width: int, height: int, colour: tuple[int, int, int], marker: bool = True) -> np.ndarray:
@@ -140,7 +117,7 @@ def write_test_video(
     """
     path = os.fspath(path)
     width, height = size
-    rate = _rate(fps)
+    rate = exact_rate(fps)
     if frame_times is not None:
         times = [float(t) for t in frame_times]
     elif variable_frame_rate:
@@ -151,58 +128,31 @@ def write_test_video(
     if pix_fmt is None:
         odd = width % 2 or height % 2
         pix_fmt = "yuv444p" if odd and codec in ("h264", "libx264", "hevc", "libx265") else "yuv420p"
+    audio = None
+    if with_audio:  # a 440 Hz tone as long as the video
+        duration = (times[-1] + (times[-1] - times[-2] if len(times) > 1 else 1 / float(rate)))
+        n = int(round(duration * 16000))
+        audio = ((0.2 * np.sin(2 * np.pi * 440 * np.arange(n) / 16000)).astype(np.float32), 16000)
 
-    # Millisecond (or exact 1/rate) time base: VFR and explicit times need the fine one.
-    exact_cfr = frame_times is None and not variable_frame_rate
-    time_base = Fraction(1) / rate if exact_cfr else Fraction(1, 1000)
+    cuts = sorted(float(c) for c in cut_times)
+    n_shots = len(cuts) + 1
+    shots = [shot_picture(width, height, PALETTE[i % len(PALETTE)]) for i in range(n_shots)]
 
-    container_options = {"movflags": "+faststart"} if faststart else {}
-    container = av.open(path, "w", options=container_options)
-    try:
-        stream = container.add_stream(codec, rate=rate, options=dict(ENCODER_OPTIONS.get(codec, {})))
-        stream.width, stream.height = width, height
-        stream.pix_fmt = pix_fmt
-        stream.codec_context.time_base = time_base
-        if rotation:
-            stream.set_display_rotation(rotation)
-
-        audio_stream = None
-        audio_samples = None
-        if with_audio:
-            audio_stream = container.add_stream("aac", rate=16000, layout="mono")
-            duration = (times[-1] + (times[-1] - times[-2] if len(times) > 1 else 1 / float(rate)))
-            n = int(round(duration * 16000))
-            audio_samples = (0.2 * np.sin(2 * np.pi * 440 * np.arange(n) / 16000)).astype(np.float32)
-
-        cuts = sorted(float(c) for c in cut_times)
-        n_shots = len(cuts) + 1
-        pictures = [shot_picture(width, height, PALETTE[i % len(PALETTE)]) for i in range(n_shots)]
-        audio_cursor = 0
+    def pictures():
         for i, t in enumerate(times):
-            shot = sum(1 for c in cuts if c <= t + 1e-9)
-            picture = pictures[shot]
+            picture = shots[sum(1 for c in cuts if c <= t + 1e-9)]
             if moving_square:
                 picture = picture.copy()
                 side = max(2, min(width, height) // 6)
                 x = int((i * 3) % max(1, width - side))
                 y0 = height // 2
                 picture[y0 : y0 + side, x : x + side] = 20
-            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-            frame.pts = int(round(Fraction(t).limit_denominator(1_000_000) / time_base))
-            frame.time_base = time_base
-            for packet in stream.encode(frame):
-                container.mux(packet)
-            # Interleave the audio roughly with the video, as a camera would.
-            if audio_stream is not None:
-                audio_cursor = _encode_audio_until(container, audio_stream, audio_samples, audio_cursor, t + 0.5)
-        for packet in stream.encode(None):
-            container.mux(packet)
-        if audio_stream is not None:
-            _encode_audio_until(container, audio_stream, audio_samples, audio_cursor, math.inf)
-            for packet in audio_stream.encode(None):
-                container.mux(packet)
-    finally:
-        container.close()
+            yield picture
+
+    # Exact 1/rate timestamps for a constant rate; VFR and explicit times in milliseconds.
+    exact_cfr = frame_times is None and not variable_frame_rate
+    write_video(path, pictures(), size=size, rate=rate, codec=codec, pix_fmt=pix_fmt,
+                times=None if exact_cfr else times, rotation=rotation, faststart=faststart, audio=audio)
     return TestVideo(
         path=path,
         codec=codec,
@@ -217,21 +167,6 @@ def write_test_video(
     )
 
 
-def _encode_audio_until(container, stream, samples: np.ndarray, cursor: int, until_s: float) -> int:
-    end = min(len(samples), int(until_s * stream.rate)) if math.isfinite(until_s) else len(samples)
-    chunk = 1024
-    while cursor < end:
-        piece = samples[cursor : min(end, cursor + chunk)]
-        frame = av.AudioFrame.from_ndarray(piece[None, :], format="fltp", layout="mono")
-        frame.sample_rate = stream.rate
-        frame.pts = cursor
-        frame.time_base = Fraction(1, stream.rate)
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        cursor += len(piece)
-    return cursor
-
-
 def write_test_audio(path: str | os.PathLike, seconds: float = 1.0, sample_rate: int = 16000, codec: str = "aac") -> str:
     """An audio-only file (e.g. ``clip.mp4`` holding only AAC): what a video tool must refuse."""
     path = os.fspath(path)
@@ -240,7 +175,7 @@ def write_test_audio(path: str | os.PathLike, seconds: float = 1.0, sample_rate:
     container = av.open(path, "w")
     try:
         stream = container.add_stream(codec, rate=sample_rate, layout="mono")
-        _encode_audio_until(container, stream, samples, 0, math.inf)
+        encode_audio_until(container, stream, samples, 0, math.inf)
         for packet in stream.encode(None):
             container.mux(packet)
     finally:
@@ -293,21 +228,15 @@ def write_flat_yuv_video(path: str | os.PathLike, size: tuple[int, int], frames:
     in well under a second. Frame k has luma 60 + 40 k, so each frame is a new shot."""
     path = os.fspath(path)
     width, height = size
-    container = av.open(path, "w")
-    try:
-        stream = container.add_stream(codec, rate=fps, options={"preset": "ultrafast"} if codec == "h264" else {})
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+
+    def planes():
         for k in range(frames):
             frame = av.VideoFrame(width, height, "yuv420p")
             for plane, value in zip(frame.planes, ((60 + 40 * k) % 256, 90, 200)):
                 plane.update(np.full(plane.buffer_size, value, np.uint8).tobytes())
-            frame.pts = k
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    finally:
-        container.close()
+            yield frame
+
+    write_video(path, planes(), size=size, rate=fps, codec=codec, options={"preset": "ultrafast"} if codec == "h264" else {})
     return path
 
 

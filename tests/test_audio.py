@@ -120,6 +120,22 @@ def test_write_audio_round_trip(tmp_path, ext, channels):
     assert [p for p in os.listdir(tmp_path) if "partial" in p] == []
 
 
+def test_read_audio_mono_at_a_rate_is_what_the_beat_tracker_reads(tmp_path):
+    """One reader: beats.load_audio is read_audio's mono mix (the channels' mean) at the analysis rate."""
+    from vem.runtime.beats import load_audio
+
+    left, right = tone(seconds=0.5), -0.5 * tone(seconds=0.5, freq=300)
+    path = tmp_path / "stereo.flac"
+    audio.write_audio(path, np.stack([left, right]), RATE)
+    both, _ = audio.read_audio(path)
+    mono, rate = audio.read_audio(path, mono=True)
+    assert rate == RATE and mono.shape == (left.shape[0],)
+    np.testing.assert_allclose(mono, both.mean(axis=0), atol=1e-7)
+    resampled, rate = audio.read_audio(path, mono=True, sample_rate=22050)
+    assert rate == 22050 and abs(resampled.shape[0] - round(left.shape[0] * 22050 / RATE)) <= 1
+    np.testing.assert_array_equal(load_audio(path, 22050), resampled)
+
+
 def test_write_audio_never_overwrites_without_force(tmp_path):
     path = tmp_path / "music.wav"
     path.write_bytes(b"precious")

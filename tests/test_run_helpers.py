@@ -1,6 +1,8 @@
 """vem-run's pieces that need no bundle: output planning, captions from tags, the PNG plot."""
 
 import argparse
+import errno
+import os
 import struct
 import zlib
 
@@ -70,3 +72,25 @@ def test_png_is_valid_and_marks_cuts():
     idat_length = struct.unpack(">I", png[33:37])[0]
     raw = zlib.decompress(png[41:41 + idat_length])
     assert len(raw) == 64 * (1 + 200 * 3)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES, errno.ENOTDIR])
+def test_an_os_error_that_means_cannot_write_is_an_output_error(code, capsys):
+    """vem-run's last-resort handler and the muxer share atomic.WRITE_ERRNOS: exit 5, not a bug."""
+    from vem.runtime.atomic import WRITE_ERRNOS
+    from vem.runtime.errors import exit_code_for
+    from vem.runtime.run import _report_error
+
+    assert code in WRITE_ERRNOS
+    failure = _report_error(OSError(code, os.strerror(code), "out/music.wav"), debug=False)
+    assert isinstance(failure, OutputError) and exit_code_for(failure) == 5
+    assert "out/music.wav" in capsys.readouterr().err
+
+
+def test_an_os_error_outside_the_table_is_reported_as_unexpected(capsys):
+    from vem.runtime.errors import exit_code_for
+    from vem.runtime.run import _report_error
+
+    failure = _report_error(OSError(errno.EBADF, os.strerror(errno.EBADF)), debug=False)
+    assert not isinstance(failure, OutputError) and exit_code_for(failure) != 5
+    assert "unexpected OSError" in capsys.readouterr().err

@@ -25,6 +25,7 @@ pytest.importorskip("skimage", reason="the test videos use scikit-image's sample
 
 from vem.export import onnx_utils  # noqa: E402
 from vem.export import transitions as export_transitions_module  # noqa: E402
+from vem.runtime import media_writer  # noqa: E402
 from vem.runtime.transitions import TransitionDetector, detect_cuts, transition_frames  # noqa: E402
 
 FPS = 16.0
@@ -83,8 +84,6 @@ def write_video(path: Path, shots: list[Shot], fps: int = 30) -> list[tuple[int,
     """Write the shots as H.264; returns each transition's (first, last) source-frame index of the
     incoming shot's appearance: a hard cut is (n, n) with n the first frame of the new shot; a
     dissolve is (first blended frame, first pure new frame)."""
-    import av
-
     transitions: list[tuple[int, int]] = []
     all_frames: list[np.ndarray] = []
     total = 0
@@ -102,16 +101,7 @@ def write_video(path: Path, shots: list[Shot], fps: int = 30) -> list[tuple[int,
             transitions.append((total, total))
         all_frames.append(frames)
         total = sum(len(f) for f in all_frames)
-    video = np.concatenate(all_frames)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "20"}
-        for frame in video:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    media_writer.write_video(path, np.concatenate(all_frames), size=(WIDTH, HEIGHT), rate=fps, options={"preset": "ultrafast", "crf": "20"})
     return transitions
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import colorsys
 import functools
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import numpy as np
 
@@ -414,7 +413,7 @@ def _mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
 def render_video(path: str, style: Style, timeline: Timeline, fmt: VideoFormat, transitions: list[TransitionPlan],
                  scenes: list[Scene], rng: np.random.Generator) -> list[dict]:
     """Render and encode the video (H.264, yuv420p); returns one dict per shot (its scene and times)."""
-    import av
+    from vem.runtime.media_writer import write_video
 
     duration = timeline.duration_s
     n_frames = int(round(duration * fmt.fps))
@@ -453,13 +452,7 @@ def render_video(path: str, style: Style, timeline: Timeline, fmt: VideoFormat, 
 
     gradual = [(k + 1, tr) for k, tr in enumerate(transitions) if tr.kind != "cut"]
 
-    container = av.open(str(path), mode="w")
-    try:
-        stream = container.add_stream("libx264", rate=fmt.fps)
-        stream.width, stream.height = fmt.width, fmt.height
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "20"}
-        stream.codec_context.time_base = Fraction(1, fmt.fps)
+    def pictures():
         for i in range(n_frames):
             t = i / fmt.fps
             # a cut's bound is frame / fps, computed exactly as t is: frame `tr.frame` opens the shot
@@ -475,17 +468,9 @@ def render_video(path: str, style: Style, timeline: Timeline, fmt: VideoFormat, 
                     else:  # fade through black: out over the first half, in over the second
                         image = (before * max(0.0, 1 - 2 * u)).astype(np.uint8) if u < 0.5 else (after * (2 * u - 1)).astype(np.uint8)
                     break
-            if image is None:
-                image = shots[shot_index].frame(t)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            frame.pts = i
-            frame.time_base = Fraction(1, fmt.fps)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    finally:
-        container.close()
+            yield shots[shot_index].frame(t) if image is None else image
+
+    write_video(path, pictures(), size=(fmt.width, fmt.height), rate=fmt.fps, options={"preset": "ultrafast", "crf": "20"})
     return [
         {"scene": int(s.scene_index), "start_s": float(bounds[k]), "end_s": float(bounds[k + 1])}
         for k, s in enumerate(shots)
