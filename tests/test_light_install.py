@@ -36,7 +36,8 @@ def test_fresh_310_venv_is_light_and_runs(tmp_path):
     assert run["exit"] == 0, run["stderr"]
     assert run["beat_tracker"] == "numpy" and run["beats"] >= 4
     assert run["metrics"]["hit_70ms"] is not None and 0.0 <= run["metrics"]["tbiou"] <= 1.0
-    for command in ("vem-eval", "vem-synth", "vem-train"):
+    assert result["checkpoints_installed"] == []
+    for command in ("vem-eval", "vem-synth", "vem-train", "vem-export"):
         done = result["commands"][command]
         assert done["exit"] == 2 and done["names_extra"] and not done["traceback"], (command, done["stderr"])
     assert result["commands"]["vem-eval --beat-tracker numpy"]["exit"] == 0
