@@ -212,9 +212,12 @@ def render_plot(
 
     # Beats along the bottom, cuts full height with a flag above the plot.
     beats = np.asarray(beats_s, dtype=np.float64)
+    # 2 px ticks, 1 px when beats lie closer than 6 px (a long video): a comb, never a solid bar.
+    spacing = np.median(np.diff(beats)) / duration * width if beats.size > 1 else width
+    tick = 2 if spacing >= 6 else 1
     for beat in beats:
         x = column(float(beat))
-        image[lane_top + 2:lane_top + lane - 2, max(left, x - 1):x + 1] = BEAT
+        image[lane_top + 2:lane_top + lane - 2, max(left, x - tick + 1):x + 1] = BEAT
         plot.beats.append((float(beat), x))
     for cut in cuts_s:
         x = column(float(cut))
