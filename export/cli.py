@@ -238,7 +238,8 @@ def _int8_main(args: argparse.Namespace, source, out: Path) -> int:
         result = export_int8_bundle(
             source, out, fp32_bundle=args.fp32_bundle,
             export_options={"engines": args.engines, "max_seconds": args.max_seconds,
-                            "max_storyboards": args.max_storyboards, "seed": args.seed},
+                            "max_storyboards": args.max_storyboards, "seed": args.seed,
+                            "transitions_onnx": args.transitions_onnx},
             progress=lambda m: print(m, flush=True),
             calib=args.calib, calibration=args.calib_set, save_calibration=args.save_calib, calib_clips=args.calib_clips, calib_steps=args.calib_steps, percentile=args.percentile,
             target=args.int8_target, components=components, min_speedup=args.int8_min_speedup,
