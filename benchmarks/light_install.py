@@ -12,7 +12,8 @@ Checks (each recorded in the JSON, with the measured figures):
   measure (beats from the numpy tracker, TBIoU, the 70 ms hit rate) and the "analyse" stage's time;
 - the tools that need an extra say which and exit 2 without a traceback: `vem-eval` (librosa's
   tracker: extra ``eval``; ``--beat-tracker numpy`` works without it), `vem-synth` (``synth``),
-  `vem-train` (``export``).
+  `vem-train` and `vem-export` (``export``); the wheel holds no training checkpoint;
+  `vem-export --from-bundle DIR --engines yes` (no torch needed) exits 4 naming TensorRT when it is absent.
 
 pip resolves against the machine's configured indexes (its cache and local wheel folders make it
 work offline here). tests/test_light_install.py runs it (slow-marked).
@@ -39,6 +40,7 @@ EXTRA_COMMANDS = {
     "vem-eval": ("eval", ["REPORT"]),
     "vem-synth": ("synth", ["--out", "OUT", "--count", "1"]),
     "vem-train": ("export", ["vae", "--data", "OUT"]),
+    "vem-export": ("export", ["--config", "demo", "--out", "OUT"]),
 }
 
 
@@ -77,6 +79,8 @@ def measure(python: str, work: Path, repo: Path = ROOT) -> dict:
         "heavy_installed": sorted(h for h in HEAVY if h in names),
         "venv_mb": _du_mb(venv), "size_budget_mb": SIZE_BUDGET_MB, "largest_mb": _largest(site_packages),
         "vem_package_mb": _du_mb(site_packages / "vem"),
+        # the training checkpoint stays out of the wheel (the runtime reads only the bundle)
+        "checkpoints_installed": sorted(p.name for p in (site_packages / "vem").rglob("*.safetensors")),
     }
     # What the venv would weigh with no vem files at all: the floor that the dependencies set.
     result["without_vem_mb"] = result["venv_mb"] - result["vem_package_mb"]
@@ -109,6 +113,14 @@ def measure(python: str, work: Path, repo: Path = ROOT) -> dict:
     numpy_eval = subprocess.run([str(venv / "bin" / "vem-eval"), str(work / "r.json"), "--beat-tracker", "numpy",
                                  "--quiet"], capture_output=True, text=True, env=run_env, cwd=work, timeout=300)
     commands["vem-eval --beat-tracker numpy"] = {"exit": numpy_eval.returncode, "stdout": numpy_eval.stdout.strip()}
+    # The engines of a bundle need TensorRT, never torch: without TensorRT, exit 4 naming it.
+    bundle = next(site_packages.glob("vem/runtime/assets/bundle"))
+    engines = subprocess.run([str(venv / "bin" / "vem-export"), "--from-bundle", str(bundle), "--engines", "yes",
+                              "--out", str(work / "engines")], capture_output=True, text=True, env=run_env,
+                             cwd=work, timeout=300)
+    commands["vem-export --from-bundle --engines yes"] = {
+        "exit": engines.returncode, "stderr": engines.stderr.strip()[-600:], "names_tensorrt": "TensorRT" in engines.stderr,
+        "traceback": "Traceback" in engines.stderr}
     result["commands"] = commands
     return result
 

@@ -104,6 +104,14 @@ def _source_hash(source: Any) -> dict[str, str]:
     return {}
 
 
+def _recorded_source(source: Any, source_text: str) -> str:
+    """What the manifest records as the source: a checkpoint's file name, never its path on the build
+    machine (the manifest ships; the sha256 beside it identifies the file)."""
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
+        return Path(source).name
+    return source_text
+
+
 def load_source(source: Any, *, seed: int = 0):
     """A VeM from a VeM, a VemConfig, a config name ("demo", "paper") or a checkpoint path.
 
@@ -355,7 +363,8 @@ def export_bundle(
             text_encoder=_text_encoder(config),
             tags=_tags(),
             components=entries,
-            built_with={**_versions(), "source": source_text, "precisions": wanted, **_source_hash(source)},
+            built_with={**_versions(), "source": _recorded_source(source, source_text), "precisions": wanted,
+                        **_source_hash(source)},
         )
         manifest.write(folder)
 

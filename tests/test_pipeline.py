@@ -16,6 +16,7 @@ from vem.runtime.errors import EXIT_OUTPUT, EXIT_USAGE
 from vem.runtime.parse_schema import load_parse
 from vem.runtime.pipeline import DEFAULT_BUNDLE, Pipeline
 from vem.runtime.run import main as vem_run
+from vem.runtime.run import summary
 from vem.runtime.tempo import TempoChoice
 from vem.runtime.video import probe
 
@@ -70,6 +71,11 @@ def test_vem_run_writes_wav_mp4_report(demo_bundle, clip, tmp_path, monkeypatch)
     assert out.has_audio
     assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
     assert load_parse(tmp_path / "parse.json").frame.transitions_s == report["parse"]["transitions_s"]
+    # The summary's last line names every file written, in the order written.
+    names = ["clip.vem.wav", "clip.vem.mp4", "r.json", "p.png", "parse.json"]
+    assert report["files_written"] == [str(tmp_path / name) for name in names]
+    assert all((tmp_path / name).is_file() for name in names)
+    assert summary(report).splitlines()[-1] == "  wrote " + ", ".join(names)
 
 
 def test_existing_output_is_not_overwritten(demo_bundle, clip, tmp_path, monkeypatch):

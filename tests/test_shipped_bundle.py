@@ -78,3 +78,26 @@ def test_a_fresh_export_of_the_checkpoint_computes_what_the_shipped_bundle_compu
         for old, new in zip(*outputs):
             scale = max(float(np.abs(old).max()), 1e-6)
             assert float(np.abs(old - new).max()) <= bound * scale, f"{entry.name} ({entry.precision}) drifted"
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_the_manifest_records_no_path_of_the_build_machine():
+    """Where the bundle came from is the checkpoint's file name and sha256, not a folder on the
+    machine that exported it (`built_with.source`, and the same inside `built_with.added`)."""
+    import json
+
+    data = json.loads((DEFAULT_BUNDLE / "manifest.json").read_text())
+    recorded = [*_strings(data.get("built_with")), *_strings(data.get("calibration"))]
+    assert recorded and not [s for s in recorded if Path(s).is_absolute() or "/" in s or "\\" in s]
+    assert data["built_with"]["source"] == CHECKPOINT.name
+    assert all(added["source_built_with"]["source"] == CHECKPOINT.name for added in data["built_with"]["added"])
