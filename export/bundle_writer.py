@@ -168,6 +168,164 @@ def _entry(folder: Path, name: str, precision: str, path: Path, inputs, outputs,
     )
 
 
+def _check_arguments(precision, engines: str, max_seconds: float, max_storyboards: int) -> list[str]:
+    """The precisions asked for; ExportError (exit 2) for values that cannot work."""
+    wanted = [precision] if isinstance(precision, str) else list(dict.fromkeys(precision))
+    if "int8" in wanted:
+        raise ExportError("int8 needs calibration: use vem.export.int8.export_int8_bundle "
+                          "(vem-export --precision int8), which exports fp32 first", exit_code=2)
+    if not wanted or any(p not in PARITY_BOUNDS for p in wanted):
+        raise ExportError(f"unknown precision {precision!r}; use fp32 or fp16", exit_code=2)
+    if engines not in ("no", "auto", "yes"):
+        raise ExportError(f"engines must be no, auto or yes, got {engines!r}", exit_code=2)
+    if not 1.0 <= max_seconds <= 600.0:
+        raise ExportError(f"--max-seconds must be in 1..600, got {max_seconds}", exit_code=2)
+    if not 1 <= max_storyboards <= 256:
+        raise ExportError(f"--max-storyboards must be in 1..256, got {max_storyboards}", exit_code=2)
+    return wanted
+
+
+def _real_cases(model: Any, config: VemConfig, specs: dict, real_frames: dict[str, np.ndarray], max_seconds: float,
+                max_storyboards: int, end_to_end_seconds: float, end_to_end_steps: int, seed: int):
+    """Real inputs for each component's parity (frames of the parity clip, the visual encoder's
+    embeddings, the torch pipeline's own latent and mel), the modules, the end-to-end inputs and
+    the torch reference generation."""
+    from .parity_inputs import real_denoiser_feeds
+    real_cases: dict[str, list[dict[str, np.ndarray]]] = {}
+    modules = {name: specs[name].make_module(model).eval() for name in MODEL_COMPONENTS}
+    # visual and aligner: decoded frames (two lengths)
+    n_real = real_frames["visual"].shape[0]
+    real_cases["visual"] = [{"frames": real_frames["visual"][: n_real // 2]}, {"frames": real_frames["visual"]}]
+    probs = np.zeros((1, real_frames["aligner"].shape[0]), dtype=np.float32)
+    probs[0, ::26] = 0.9  # the parity clip cuts every 1.6 s = 25.6 frames at 16 fps
+    real_cases["aligner"] = [
+        {"frames": real_frames["aligner"][None, : n_real // 2], "transition_probs": probs[:, : n_real // 2]},
+        {"frames": real_frames["aligner"][None], "transition_probs": probs},
+    ]
+    embeddings = graphs.run_torch(modules["visual"], specs["visual"], {"frames": real_frames["visual"]})
+    real_cases["denoiser"] = [
+        real_denoiser_feeds(config, embeddings["frame_embeddings"], min(3.0, max_seconds), min(2, max_storyboards), 0),
+        real_denoiser_feeds(config, embeddings["frame_embeddings"], min(5.0, max_seconds), min(5, max_storyboards), 1),
+    ]
+    # vae_decoder / vocoder: the torch pipeline's own latent and mel (see end_to_end)
+    from vem.model.pipeline import generate
+
+    e2e_inputs = _end_to_end_inputs(config, real_denoiser_feeds(
+        config, embeddings["frame_embeddings"], end_to_end_seconds, min(3, max_storyboards), 2))
+    reference = generate(model, **e2e_inputs["torch"], seconds=end_to_end_seconds, steps=end_to_end_steps,
+                         seed=seed)
+    latent = reference.latent.numpy()
+    mel = reference.mel.squeeze(1).transpose(1, 2).contiguous().numpy()
+    real_cases["vae_decoder"] = [{"latent": latent}, {"latent": np.ascontiguousarray(latent[:, :, : latent.shape[2] // 2])}]
+    real_cases["vocoder"] = [{"mel": mel}, {"mel": np.ascontiguousarray(mel[:, :, : mel.shape[2] // 2])}]
+
+    return real_cases, modules, e2e_inputs, reference
+
+
+def _export_component(name: str, module: Any, spec: Any, config: VemConfig, wanted: list[str], folder: Path,
+                      work: Path, real_cases: list[dict[str, np.ndarray]], max_seconds: float, max_storyboards: int,
+                      seed: int, search_islands: bool, say: Callable[[str], None]
+                      ) -> list[tuple[ComponentEntry, ComponentReport]]:
+    """Trace one component to fp32 ONNX and make each wanted precision of it, with its parity
+    against the wrapper in float64 on random and real inputs."""
+    import torch
+
+    done: list[tuple[ComponentEntry, ComponentReport]] = []
+    t0 = time.perf_counter()
+    say(f"  {name}: tracing ...")
+    rng = np.random.default_rng(seed + 1000 + MODEL_COMPONENTS.index(name))
+    trace_feeds = spec.make_inputs(config, TRACE_SIZE, rng)
+    fp32_path = (folder if "fp32" in wanted else work) / f"{name}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
+        onnx_utils.export_onnx(module, tuple(torch.from_numpy(trace_feeds[n]) for n in spec.input_names),
+                               fp32_path, input_names=spec.input_names, output_names=spec.output_names,
+                               dynamic_axes=spec.dynamic_axes())
+    clean = onnx_utils.clean_graph(fp32_path)
+    # Reference: the same wrapper in float64 (the exact answer); the fp32 torch module's own
+    # distance from it is recorded too (GroupNorm over flat frames costs torch fp32 ~2e-4).
+    exact = copy.deepcopy(module).double()
+    random_feeds = [spec.make_inputs(config, size, rng)
+                    for size in parity_sizes(config, max_seconds, max_storyboards)]
+    cases_random = [(f, graphs.run_torch(exact, spec, f)) for f in random_feeds]
+    cases_real = [(f, graphs.run_torch(exact, spec, f)) for f in real_cases]
+    torch_fp32_rel = max(onnx_utils.compare_outputs(ref, graphs.run_torch(module, spec, f)).worst_rel
+                         for f, ref in cases_real)
+    del exact
+    traced_s = time.perf_counter() - t0
+    for precision in wanted:
+        t1 = time.perf_counter()
+        bound = PARITY_BOUNDS[precision]
+        notes: dict[str, Any] = {
+            "nodes_traced": clean.nodes_before, "nodes_clean": clean.nodes_after,
+            "relative_error": "max|onnx - torch| / max|torch|, worst output and input; torch = the "
+                              "wrapper in float64", "parity_bound": bound,
+            "torch_fp32_max_rel_real": torch_fp32_rel,
+            "tensorrt_profile": _plain_profile(tensorrt_profiles(name, config, max_seconds, max_storyboards,
+                                                                 spec.inputs))}
+        path = fp32_path
+        if precision == "fp16":
+            say(f"  {name}: fp16 ...")
+            path = folder / f"{name}.fp16.onnx"
+            if search_islands:
+                cases = cases_random + cases_real
+                search = fp16_tools.search_islands(
+                    fp32_path, work, lambda p, cases=cases: fp16_tools.worst_relative_error(p, cases), bound)
+                islands = list(search.islands)
+                notes["island_search"] = search.steps
+            else:
+                islands = list(MEASURED_FP16_ISLANDS.get(name, ()))
+                notes["island_search"] = list(MEASURED_ISLAND_SEARCH.get(name, ()))
+            fp16_tools.convert_with_islands(fp32_path, path, islands)
+            notes["fp32_islands"] = sorted(islands)
+            notes["fp32_islands_why"] = "the measured minimal set (island_search, ONNX Runtime CPU)"
+            compute_error = fp16_tools.worst_relative_error(path, cases_random + cases_real)
+            notes["fp16_compute_max_rel"] = compute_error
+            if compute_error > bound:
+                # No island class brings fp16 compute within the bound: keep fp16 storage
+                # (half the size) and compute in fp32.
+                onnx_utils.store_weights_fp16(fp32_path, path)
+                notes["storage"] = "fp16-stored weights, fp32 compute"
+                notes["storage_why"] = (f"fp16 compute with the best islands {sorted(islands)} gave "
+                                        f"{compute_error:.2e} > bound {bound:g}")
+                say(f"    fp16 compute error {compute_error:.2e} > {bound:g}: fp16 weights, fp32 compute")
+            else:
+                notes["storage"] = "fp16 compute with fp32 islands"
+        session = onnx_utils.make_session(path)
+        rel_random = max(onnx_utils.measure_parity(session, f, r).worst_rel for f, r in cases_random)
+        rel_real = max(onnx_utils.measure_parity(session, f, r).worst_rel for f, r in cases_real)
+        worst = max(rel_random, rel_real)
+        parity = {"max_rel_random": rel_random, "max_rel_real": rel_real, "max_rel": worst}
+        seconds = traced_s + time.perf_counter() - t1
+        done.append((_entry(folder, name, precision, path, spec.inputs, spec.outputs, parity, notes),
+                     ComponentReport(name, precision, path.name, path.stat().st_size, worst, bound, seconds, notes)))
+        say(f"    {precision} done in {seconds:.1f} s, max rel error {worst:.2e} "
+            f"(random {rel_random:.2e}, real {rel_real:.2e})")
+    return done
+
+
+def _end_to_end(folder: Path, manifest: Manifest, wanted: list[str], e2e_inputs: dict, reference: Any,
+                seconds: float, steps: int, seed: int, say: Callable[[str], None]) -> dict[str, dict[str, float]]:
+    """The ONNX sampler loop against vem.model.pipeline.generate, per precision."""
+    end_to_end_seconds, end_to_end_steps = seconds, steps
+    e2e: dict[str, dict[str, float]] = {}
+    ref = reference.waveform.numpy()
+    for precision in wanted:
+        say(f"  end to end ({precision}): ONNX sampler loop vs vem.model.pipeline.generate ...")
+        z, waveform = onnx_generate(folder, manifest, e2e_inputs["numpy"], end_to_end_seconds,
+                                    steps=end_to_end_steps, seed=seed, precision=precision, return_latent=True)
+        error = float(np.max(np.abs(waveform - ref)))
+        # The latent too: an untrained vocoder's waveform is nearly a constant (tanh of its
+        # bias), which would hide a difference in what was generated.
+        z_ref = reference.latent.numpy()
+        e2e[precision] = {"max_abs": error, "max_rel": error / max(float(np.max(np.abs(ref))), 1e-30),
+                          "latent_max_rel": float(np.max(np.abs(z - z_ref)) / max(float(np.max(np.abs(z_ref))), 1e-30)),
+                          "seconds": float(end_to_end_seconds), "steps": int(end_to_end_steps), "seed": int(seed)}
+        say(f"    waveform max rel error {e2e[precision]['max_rel']:.2e}, final latent "
+            f"{e2e[precision]['latent_max_rel']:.2e} ({end_to_end_steps} steps, {end_to_end_seconds:g} s)")
+    return e2e
+
+
 def export_bundle(
     source: Any,
     out_dir: str | os.PathLike,
@@ -196,24 +354,12 @@ def export_bundle(
     transitions_onnx: an fp32 TransNetV2 graph already exported by `vem.export.transitions`
         (its weights do not depend on the VeM checkpoint) to reuse instead of re-exporting.
     """
-    import torch
 
     from .transitions import TransNetV2Unavailable
 
     start_all = time.perf_counter()
     say = progress or (lambda _message: None)
-    wanted = [precision] if isinstance(precision, str) else list(dict.fromkeys(precision))
-    if "int8" in wanted:
-        raise ExportError("int8 needs calibration: use vem.export.int8.export_int8_bundle "
-                          "(vem-export --precision int8), which exports fp32 first", exit_code=2)
-    if not wanted or any(p not in PARITY_BOUNDS for p in wanted):
-        raise ExportError(f"unknown precision {precision!r}; use fp32 or fp16", exit_code=2)
-    if engines not in ("no", "auto", "yes"):
-        raise ExportError(f"engines must be no, auto or yes, got {engines!r}", exit_code=2)
-    if not 1.0 <= max_seconds <= 600.0:
-        raise ExportError(f"--max-seconds must be in 1..600, got {max_seconds}", exit_code=2)
-    if not 1 <= max_storyboards <= 256:
-        raise ExportError(f"--max-storyboards must be in 1..256, got {max_storyboards}", exit_code=2)
+    wanted = _check_arguments(precision, engines, max_seconds, max_storyboards)
     from .engines import ENGINE_TOOLS_HINT, check_engine_tools
 
     trt_ok, trt_reason = check_engine_tools()
@@ -235,7 +381,7 @@ def export_bundle(
 
     work = Path(tempfile.mkdtemp(prefix="vem-export-"))
     try:
-        from .parity_inputs import decode_parity_frames, real_denoiser_feeds, write_parity_video
+        from .parity_inputs import decode_parity_frames, write_parity_video
 
         video = write_parity_video(work / "parity.mp4", seconds=5.0)
         real_frames = decode_parity_frames(video, config)
@@ -254,107 +400,14 @@ def export_bundle(
             say(f"    {report.precision} done, max rel error {report.max_rel:.2e}")
 
         # ---- the model's components ------------------------------------------------------
-        real_cases: dict[str, list[dict[str, np.ndarray]]] = {}
-        modules = {name: specs[name].make_module(model).eval() for name in MODEL_COMPONENTS}
-        # visual and aligner: decoded frames (two lengths)
-        n_real = real_frames["visual"].shape[0]
-        real_cases["visual"] = [{"frames": real_frames["visual"][: n_real // 2]}, {"frames": real_frames["visual"]}]
-        probs = np.zeros((1, real_frames["aligner"].shape[0]), dtype=np.float32)
-        probs[0, ::26] = 0.9  # the parity clip cuts every 1.6 s = 25.6 frames at 16 fps
-        real_cases["aligner"] = [
-            {"frames": real_frames["aligner"][None, : n_real // 2], "transition_probs": probs[:, : n_real // 2]},
-            {"frames": real_frames["aligner"][None], "transition_probs": probs},
-        ]
-        embeddings = graphs.run_torch(modules["visual"], specs["visual"], {"frames": real_frames["visual"]})
-        real_cases["denoiser"] = [
-            real_denoiser_feeds(config, embeddings["frame_embeddings"], min(3.0, max_seconds), min(2, max_storyboards), 0),
-            real_denoiser_feeds(config, embeddings["frame_embeddings"], min(5.0, max_seconds), min(5, max_storyboards), 1),
-        ]
-        # vae_decoder / vocoder: the torch pipeline's own latent and mel (see end_to_end)
-        from vem.model.pipeline import generate
-
-        e2e_inputs = _end_to_end_inputs(config, real_denoiser_feeds(
-            config, embeddings["frame_embeddings"], end_to_end_seconds, min(3, max_storyboards), 2))
-        reference = generate(model, **e2e_inputs["torch"], seconds=end_to_end_seconds, steps=end_to_end_steps,
-                             seed=seed)
-        latent = reference.latent.numpy()
-        mel = reference.mel.squeeze(1).transpose(1, 2).contiguous().numpy()
-        real_cases["vae_decoder"] = [{"latent": latent}, {"latent": np.ascontiguousarray(latent[:, :, : latent.shape[2] // 2])}]
-        real_cases["vocoder"] = [{"mel": mel}, {"mel": np.ascontiguousarray(mel[:, :, : mel.shape[2] // 2])}]
-
+        real_cases, modules, e2e_inputs, reference = _real_cases(
+            model, config, specs, real_frames, max_seconds, max_storyboards, end_to_end_seconds, end_to_end_steps, seed)
         for name in MODEL_COMPONENTS:
-            t0 = time.perf_counter()
-            say(f"  {name}: tracing ...")
-            spec, module = specs[name], modules[name]
-            rng = np.random.default_rng(seed + 1000 + MODEL_COMPONENTS.index(name))
-            trace_feeds = spec.make_inputs(config, TRACE_SIZE, rng)
-            fp32_path = (folder if "fp32" in wanted else work) / f"{name}.onnx"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
-                onnx_utils.export_onnx(module, tuple(torch.from_numpy(trace_feeds[n]) for n in spec.input_names),
-                                       fp32_path, input_names=spec.input_names, output_names=spec.output_names,
-                                       dynamic_axes=spec.dynamic_axes())
-            clean = onnx_utils.clean_graph(fp32_path)
-            # Reference: the same wrapper in float64 (the exact answer); the fp32 torch module's own
-            # distance from it is recorded too (GroupNorm over flat frames costs torch fp32 ~2e-4).
-            exact = copy.deepcopy(module).double()
-            random_feeds = [spec.make_inputs(config, size, rng)
-                            for size in parity_sizes(config, max_seconds, max_storyboards)]
-            cases_random = [(f, graphs.run_torch(exact, spec, f)) for f in random_feeds]
-            cases_real = [(f, graphs.run_torch(exact, spec, f)) for f in real_cases[name]]
-            torch_fp32_rel = max(onnx_utils.compare_outputs(ref, graphs.run_torch(module, spec, f)).worst_rel
-                                 for f, ref in cases_real)
-            del exact
-            traced_s = time.perf_counter() - t0
-            for precision in wanted:
-                t1 = time.perf_counter()
-                bound = PARITY_BOUNDS[precision]
-                notes: dict[str, Any] = {
-                    "nodes_traced": clean.nodes_before, "nodes_clean": clean.nodes_after,
-                    "relative_error": "max|onnx - torch| / max|torch|, worst output and input; torch = the "
-                                      "wrapper in float64", "parity_bound": bound,
-                    "torch_fp32_max_rel_real": torch_fp32_rel,
-                    "tensorrt_profile": _plain_profile(tensorrt_profiles(name, config, max_seconds, max_storyboards,
-                                                                         spec.inputs))}
-                path = fp32_path
-                if precision == "fp16":
-                    say(f"  {name}: fp16 ...")
-                    path = folder / f"{name}.fp16.onnx"
-                    if search_islands:
-                        cases = cases_random + cases_real
-                        search = fp16_tools.search_islands(
-                            fp32_path, work, lambda p, cases=cases: fp16_tools.worst_relative_error(p, cases), bound)
-                        islands = list(search.islands)
-                        notes["island_search"] = search.steps
-                    else:
-                        islands = list(MEASURED_FP16_ISLANDS.get(name, ()))
-                        notes["island_search"] = list(MEASURED_ISLAND_SEARCH.get(name, ()))
-                    fp16_tools.convert_with_islands(fp32_path, path, islands)
-                    notes["fp32_islands"] = sorted(islands)
-                    notes["fp32_islands_why"] = "the measured minimal set (island_search, ONNX Runtime CPU)"
-                    compute_error = fp16_tools.worst_relative_error(path, cases_random + cases_real)
-                    notes["fp16_compute_max_rel"] = compute_error
-                    if compute_error > bound:
-                        # No island class brings fp16 compute within the bound: keep fp16 storage
-                        # (half the size) and compute in fp32.
-                        onnx_utils.store_weights_fp16(fp32_path, path)
-                        notes["storage"] = "fp16-stored weights, fp32 compute"
-                        notes["storage_why"] = (f"fp16 compute with the best islands {sorted(islands)} gave "
-                                                f"{compute_error:.2e} > bound {bound:g}")
-                        say(f"    fp16 compute error {compute_error:.2e} > {bound:g}: fp16 weights, fp32 compute")
-                    else:
-                        notes["storage"] = "fp16 compute with fp32 islands"
-                session = onnx_utils.make_session(path)
-                rel_random = max(onnx_utils.measure_parity(session, f, r).worst_rel for f, r in cases_random)
-                rel_real = max(onnx_utils.measure_parity(session, f, r).worst_rel for f, r in cases_real)
-                worst = max(rel_random, rel_real)
-                parity = {"max_rel_random": rel_random, "max_rel_real": rel_real, "max_rel": worst}
-                entries.append(_entry(folder, name, precision, path, spec.inputs, spec.outputs, parity, notes))
-                seconds = traced_s + time.perf_counter() - t1
-                reports.append(ComponentReport(name, precision, path.name, path.stat().st_size, worst, bound,
-                                               seconds, notes))
-                say(f"    {precision} done in {seconds:.1f} s, max rel error {worst:.2e} "
-                    f"(random {rel_random:.2e}, real {rel_real:.2e})")
+            for entry, report in _export_component(name, modules[name], specs[name], config, wanted, folder, work,
+                                                   real_cases[name], max_seconds, max_storyboards, seed,
+                                                   search_islands, say):
+                entries.append(entry)
+                reports.append(report)
 
         manifest = Manifest(
             config=config,
@@ -369,21 +422,8 @@ def export_bundle(
         manifest.write(folder)
 
         # ---- end to end ----------------------------------------------------------------------
-        e2e: dict[str, dict[str, float]] = {}
-        ref = reference.waveform.numpy()
-        for precision in wanted:
-            say(f"  end to end ({precision}): ONNX sampler loop vs vem.model.pipeline.generate ...")
-            z, waveform = onnx_generate(folder, manifest, e2e_inputs["numpy"], end_to_end_seconds,
-                                        steps=end_to_end_steps, seed=seed, precision=precision, return_latent=True)
-            error = float(np.max(np.abs(waveform - ref)))
-            # The latent too: an untrained vocoder's waveform is nearly a constant (tanh of its
-            # bias), which would hide a difference in what was generated.
-            z_ref = reference.latent.numpy()
-            e2e[precision] = {"max_abs": error, "max_rel": error / max(float(np.max(np.abs(ref))), 1e-30),
-                              "latent_max_rel": float(np.max(np.abs(z - z_ref)) / max(float(np.max(np.abs(z_ref))), 1e-30)),
-                              "seconds": float(end_to_end_seconds), "steps": int(end_to_end_steps), "seed": int(seed)}
-            say(f"    waveform max rel error {e2e[precision]['max_rel']:.2e}, final latent "
-                f"{e2e[precision]['latent_max_rel']:.2e} ({end_to_end_steps} steps, {end_to_end_seconds:g} s)")
+        e2e = _end_to_end(folder, manifest, wanted, e2e_inputs, reference, end_to_end_seconds, end_to_end_steps,
+                          seed, say)
         manifest.built_with["end_to_end_waveform"] = e2e
 
         # ---- TensorRT --------------------------------------------------------------------------

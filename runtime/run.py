@@ -39,6 +39,48 @@ class Outputs:
         return [p for p in (self.audio, self.video, self.report, self.plot, self.parse) if p]
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vem-run",
+        description="Write music for a video that follows its cuts, shots and mood (VeM). "
+        "By default writes <stem>.vem.wav and <stem>.vem.mp4 (the video stream copied, the music muxed in).",
+    )
+    parser.add_argument("videos", nargs="+", metavar="VIDEO",
+                        help="input video file(s), or folders (each stands for the video files in it, sorted)")
+    parser.add_argument("-o", "--output", help="output .wav/.flac/.mp4 file, or a folder when several videos are given")
+    parser.add_argument("--bundle", help="exported model bundle folder (default: the bundle shipped in the package)")
+    parser.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
+    parser.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="graph precision (default: the bundle's)")
+    parser.add_argument("--steps", type=int, help="sampler steps (default: the bundle's)")
+    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the bundle's)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    parser.add_argument("--tags", help="comma-separated style tags instead of those predicted from the video")
+    parser.add_argument("--caption", help="a global caption for the video")
+    parser.add_argument("--bpm", type=float,
+                        help="tempo of the music in beats per minute (default: chosen from the video's cuts and pace "
+                             "tag, so that the cuts fall on beats; bundles with a beat-grid model only)")
+    parser.add_argument("--parse", metavar="JSON", help="use this three-level parse instead of parsing the video")
+    parser.add_argument("--write-parse", metavar="JSON", help="write the parse used, for editing and re-running")
+    parser.add_argument("--parse-only", action="store_true",
+                        help="decode and parse only: write the parse (--write-parse, default <stem>.vem.parse.json) "
+                             "and --report, and stop before any music is generated, so that cuts, tags and "
+                             "captions can be checked and corrected (then: vem-run VIDEO --parse JSON)")
+    parser.add_argument("--report", metavar="JSON", help="write a JSON report (parse, timings, TBIoU)")
+    parser.add_argument("--plot", metavar="PNG", help="write a spectrogram with cuts and beats marked")
+    parser.add_argument("--max-seconds", type=float, metavar="S",
+                        help="refuse videos longer than this (read from the file's header, before decoding; "
+                        "default: one hour)")
+    parser.add_argument("--input-audio", choices=["drop", "mix", "track"], default="drop",
+                        help="the video's own sound in the mp4: drop it (default; the music replaces it), "
+                        "mix it 6 dB under the music, or keep it as a second audio track")
+    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress or summary (progress is a bar per stage on a terminal, otherwise one line "
+                             "per stage on stderr)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
 def plan_outputs(args: argparse.Namespace, video: str, several: bool, beside: bool = False) -> Outputs:
     """Where each output of one video goes (checked before any work is done).
 
@@ -427,11 +469,10 @@ def main(argv: list[str] | None = None) -> int:
     """`vem-run`; returns the exit code (README "Errors and exit codes")."""
     import warnings
 
-    from .cli import build_run_parser
 
     # SIGINT, SIGTERM, SIGHUP: stop promptly, remove temporary files, exit 128 + the signal.
     try:
-        args = build_run_parser().parse_args(argv)  # argparse itself exits 2 on a malformed command line
+        args = build_parser().parse_args(argv)  # argparse itself exits 2 on a malformed command line
         with handling_signals(), warnings.catch_warnings():
             if not args.debug:
                 warnings.showwarning = _show_warning
