@@ -177,6 +177,23 @@ def transition_prf(
     return {"precision": precision, "recall": recall, "f1": f1, "matches": matches}
 
 
+def cut_beat_offsets(cuts: Sequence[float] | np.ndarray, beats: Sequence[float] | np.ndarray) -> list[dict]:
+    """Per cut: its time, the nearest beat and the signed offset (beat - cut, seconds; None when
+    there are no beats), in the cuts' order: what a viewer would notice, cut by cut."""
+    cuts = _as_times(cuts, "cuts")
+    beats = np.sort(_as_times(beats, "beats"))
+    rows = []
+    for cut in cuts:
+        if beats.size == 0:
+            rows.append({"time_s": float(cut), "nearest_beat_s": None, "offset_s": None})
+            continue
+        pos = int(np.searchsorted(beats, cut))
+        candidates = beats[max(0, pos - 1):pos + 1]
+        nearest = float(candidates[np.argmin(np.abs(candidates - cut))])
+        rows.append({"time_s": float(cut), "nearest_beat_s": nearest, "offset_s": round(nearest - float(cut), 6)})
+    return rows
+
+
 def rhythm_metrics(
     transitions: Sequence[float] | np.ndarray,
     music_beats: Sequence[float] | np.ndarray,
@@ -205,6 +222,7 @@ __all__ = [
     "PAPER_TOLERANCE_S",
     "biou",
     "chance_hit_rate",
+    "cut_beat_offsets",
     "event_iou",
     "hit_rate",
     "match_events",

@@ -44,7 +44,7 @@ from .bundle import Bundle, load_bundle
 from .captions import caption_from_tags, describe_storyboard, tags_from_probabilities
 from .errors import BundleError, InputError, UsageError
 from .guidance import bind_guided
-from .metrics import rhythm_metrics
+from .metrics import cut_beat_offsets, rhythm_metrics
 from .parse_schema import (
     FRAME_FPS,
     FrameParse,
@@ -367,6 +367,12 @@ class Pipeline:
                       "beats_s": [float(b) for b in beats], "beat_tracker": DEFAULT_TRACKER},
             "metrics": {key: (None if isinstance(value, float) and math.isnan(value) else value)
                         for key, value in metrics.items()},
+            # Cut by cut, the beat nearest to it in the music actually written (beats tracked in
+            # the waveform), against the parse's cuts: detected ones (on their source frames) or
+            # the user's --parse. Not ground truth: vem-eval scores against a video's true cuts.
+            "cut_beats": {"measured_against": "user parse cuts" if parse is not None else "detected cuts",
+                          "beat_tracker": DEFAULT_TRACKER,
+                          "cuts": cut_beat_offsets(video_parse.frame.transitions_s, beats)},
             "timings_s": timings,
             "windows_s": [list(w) for w in windows],
             # Centre of each crossfade between windows (s): a beat of the tempo grid when there is one.

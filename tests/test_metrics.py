@@ -98,3 +98,12 @@ def test_rhythm_metrics_and_bad_input():
         tbiou([float("nan")], [1.0])
     with pytest.raises(ValueError, match="tolerance"):
         match_events([1.0], [1.0], tolerance=-1)
+
+
+def test_cut_beat_offsets_give_each_cuts_nearest_beat_and_signed_offset():
+    from vem.runtime.metrics import cut_beat_offsets
+
+    rows = cut_beat_offsets([1.0, 2.02, 3.5], [0.5, 0.98, 2.0, 2.5, 4.0])
+    assert [r["nearest_beat_s"] for r in rows] == [0.98, 2.0, 4.0]
+    assert [r["offset_s"] for r in rows] == [pytest.approx(-0.02), pytest.approx(-0.02), pytest.approx(0.5)]
+    assert cut_beat_offsets([1.0], [])[0]["nearest_beat_s"] is None

@@ -54,6 +54,14 @@ def test_vem_run_writes_wav_mp4_report(demo_bundle, clip, tmp_path, monkeypatch)
         assert abs(found - true) <= 1 / 16 + 1e-6
     assert report["parse"]["storyboards"][0]["start_s"] == 0.0
     assert 0.0 <= report["metrics"]["tbiou"] <= 1.0
+    # Cut by cut: the nearest beat of the written music, and what the cuts are.
+    cut_beats = report["cut_beats"]
+    assert cut_beats["measured_against"] == "detected cuts"
+    assert [row["time_s"] for row in cut_beats["cuts"]] == pytest.approx(report["parse"]["transitions_s"])
+    beats = report["music"]["beats_s"]
+    for row in cut_beats["cuts"] if beats else []:  # (an untrained model may write no beat at all)
+        assert row["nearest_beat_s"] in beats
+        assert abs(row["offset_s"]) == pytest.approx(min(abs(b - row["time_s"]) for b in beats), abs=1e-6)
     # Where every component ran and why: no silent fallback.
     components = report["components"]
     assert set(components) == {"transitions", "visual", "aligner", "denoiser", "vae_decoder", "vocoder"}
