@@ -62,7 +62,7 @@ from .progress import NO_PROGRESS, Progress
 from .sampler import NoiseSchedule, make_sampler
 from .storyboard import Span, frame_storyboard_index, resample_to_latent, segment_storyboards, storyboard_mask
 from .tags import TAG_VOCABULARY, normalise_tags, unknown_tags
-from .tempo import MAX_BPM, MIN_BPM, TempoChoice, beat_grid, choose_tempo
+from .tempo import MAX_BPM, MIN_BPM, TempoChoice, TempoMap, beat_grid, choose_tempo, tempo_map
 from .text import HashedTextEncoder
 from .transitions import DetectedTransition, TransitionDetector, cut_indicator, find_transitions
 from .video import decode_frames, probe
@@ -293,6 +293,7 @@ class Pipeline:
         progress: Progress | Callable[[int, int], None] | bool | None = None,
         max_video_seconds: float = MAX_VIDEO_SECONDS,
         bpm: float | None = None,
+        tempo_mode: str = "steady",
     ) -> Generation:
         """Music for ``video``. ``progress``: a `Progress` (one per stage), True for bars on stderr,
         or a callable (step, steps) called after each sampler step."""
@@ -302,6 +303,8 @@ class Pipeline:
         sampler_name = sampler or self.bundle.manifest.sampler["name"]
         steps = int(self.bundle.manifest.sampler["steps"] if steps is None else steps)
         guidance = float(self.bundle.manifest.sampler["guidance"] if guidance is None else guidance)
+        if tempo_mode not in ("steady", "map"):
+            raise UsageError(f"tempo_mode must be steady or map, got {tempo_mode!r}")
         if not 1 <= steps <= self.schedule.num_train_steps:
             raise UsageError(f"--steps must be between 1 and {self.schedule.num_train_steps}, got {steps}")
         if not math.isfinite(guidance):
@@ -328,7 +331,10 @@ class Pipeline:
             # beat-grid input choose their own tempo, as before.
             tempo = None
             if TEMPO_INPUT in self.runners["denoiser"].input_names:
-                tempo = choose_tempo(video_parse.frame.transitions_s, video_parse.global_.tags, bpm)
+                if tempo_mode == "map" and bpm is None:
+                    tempo = tempo_map(video_parse.frame.transitions_s, duration, video_parse.global_.tags)
+                else:
+                    tempo = choose_tempo(video_parse.frame.transitions_s, video_parse.global_.tags, bpm)
 
         windows = self._windows(duration)
         pieces: list[np.ndarray] = []
@@ -395,8 +401,9 @@ class Pipeline:
             "overrides": {"tags": user_tags, "caption": caption, "bpm": bpm},
             # The tempo the model was asked for (None: a bundle without the beat-grid input).
             # Unrounded: the report gives the exact grid (joins_s lie on it).
-            "tempo": None if tempo is None else {"bpm": tempo.bpm, "anchor_s": tempo.anchor_s,
-                                                 "source": tempo.source},
+            "tempo": None if tempo is None else (tempo.report() if isinstance(tempo, TempoMap) else
+                                                 {"bpm": tempo.bpm, "anchor_s": tempo.anchor_s,
+                                                  "source": tempo.source}),
             "environment": _environment(),
             "warnings": list(parsed.warnings),
         }

@@ -198,7 +198,8 @@ class TempoMap:
         low, high = self.bpm_range
         return {"bpm": round(self.bpm, 2), "bpm_range": [round(low, 2), round(high, 2)],
                 "anchor_s": round(self.anchor_s, 4), "source": self.source,
-                "cuts_on_grid": len(self.on_grid_s), "cuts_left_off": list(self.left_off)}
+                "cuts_on_grid": len(self.on_grid_s), "cuts_left_off": list(self.left_off),
+                "beats_s": [round(float(b), 6) for b in self.beats_s]}
 
 
 def _glide(start_period: float, length_s: float, beats: int, max_log_ratio: float = math.log(2.0)) -> float | None:

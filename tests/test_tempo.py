@@ -114,3 +114,26 @@ def test_tempo_map_names_a_cut_it_cannot_reach():
     assert "closer than one beat" in tempo.left_off[0]["reason"]
     report = tempo.report()
     assert report["cuts_on_grid"] == 3 and report["source"] == "map"
+
+
+def test_vem_run_tempo_map_asks_for_beats_on_the_cuts(tmp_path):
+    """`--tempo map` end to end on a free edit: the model is asked for a beat at every cut the map
+    reaches, the report says which it left off; --bpm with --tempo map is a usage error."""
+    pytest.importorskip("skimage")
+    import json
+
+    from vem.runtime.run import main as vem_run
+    from vem.runtime.slideshow import free_shots, write_slideshow
+
+    video = write_slideshow(tmp_path / "free.mp4", free_shots(8, seed=3, low_s=1.4, high_s=2.6), fps=25,
+                            size=(320, 180))
+    code = vem_run([video.path, "-o", str(tmp_path / "m.wav"), "--tempo", "map", "--steps", "2",
+                    "--report", str(tmp_path / "r.json"), "-q"])
+    assert code == 0
+    tempo = json.loads((tmp_path / "r.json").read_text())["tempo"]
+    assert tempo["source"] == "map"
+    assert tempo["cuts_on_grid"] + len(tempo["cuts_left_off"]) == len(video.cut_times_s)
+    on_grid = [c for c in video.cut_times_s if all(abs(c - left["time_s"]) > 1e-3 for left in tempo["cuts_left_off"])]
+    for cut in on_grid:
+        assert min(abs(b - cut) for b in tempo["beats_s"]) < 1e-3
+    assert vem_run([video.path, "-o", str(tmp_path / "n.wav"), "--tempo", "map", "--bpm", "100", "-q"]) == 2
