@@ -262,7 +262,7 @@ def cut_indicator(cut_times: np.ndarray, n_frames: int, fps: float = DEFAULT_FPS
 # ----------------------------------------------------------------------------------------------
 # Frame-accurate transitions: a cheap per-source-frame signal first, TransNetV2 where it is unsure
 #
-# The decoder keeps a tiny thumbnail of every source frame (`vem.runtime.video.frame_signature`).
+# The decoder keeps a tiny thumbnail of every source frame (`vem.runtime.video.DecodedVideo.signatures`).
 # A hard cut is a one-frame jump in it that stands far above the frame-to-frame change around it
 # and persists (the new shot stays): such cuts are placed on their exact source frame without the
 # network. TransNetV2 runs only on the 100-frame windows whose stretch of video holds something the

@@ -88,7 +88,7 @@ class DecodedVideo:
     stopped_at_limit: bool  # True when max_seconds cut the decoding short
     warnings: list[str] = field(default_factory=list)
     # One entry per decoded source frame, in presentation order (what a player shows): its time
-    # (relative to the first frame, like times_s) and a tiny colour thumbnail (`frame_signature`),
+    # (relative to the first frame, like times_s) and a tiny colour thumbnail (`_SignatureReader`: block means of Y, U and V on a 16x9 grid),
     # from which cuts are placed on the exact source frame (`vem.runtime.transitions.refine_cuts`).
     frame_times_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [N] float64
     signatures: np.ndarray = field(default_factory=lambda: np.zeros((0, *SIGNATURE_SHAPE), np.uint8))  # [N, 3, 9, 16]
@@ -367,7 +367,7 @@ def _plane_grid(plane, dtype: np.dtype, shift: int, rows: int, cols: int, step: 
 
 
 class _SignatureReader:
-    """`frame_signature` for one stream: reads the decoded planes in place where their layout is
+    """A source frame's signature, uint8 [3, 9, 16] (block means of Y, U and V on a 16x9 grid), for one stream: reads the decoded planes in place where their layout is
     known, else asks swscale for a small YUV picture (one cached context)."""
 
     def __init__(self) -> None:
@@ -399,11 +399,6 @@ class _SignatureReader:
                                                format="yuv444p", interpolation="AREA")
             grids = [_plane_grid(p, np.uint8, 0, rows, cols) for p in small.planes[:3]]
         return np.clip(np.rint(np.stack(grids)), 0, 255).astype(np.uint8)
-
-
-def frame_signature(frame: av.VideoFrame) -> np.ndarray:
-    """uint8 [3, 9, 16]: block means of Y, U and V over a 16x9 grid of the stored picture."""
-    return _SignatureReader()(frame)
 
 
 def _check_sizes(sizes: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
