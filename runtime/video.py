@@ -89,7 +89,7 @@ class DecodedVideo:
     warnings: list[str] = field(default_factory=list)
     # One entry per decoded source frame, in presentation order (what a player shows): its time
     # (relative to the first frame, like times_s) and a tiny colour thumbnail (`_SignatureReader`: block means of Y, U and V on a 16x9 grid),
-    # from which cuts are placed on the exact source frame (`vem.runtime.transitions.refine_cuts`).
+    # from which cuts are placed on the exact source frame (`vem.runtime.transitions.find_transitions`).
     frame_times_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [N] float64
     signatures: np.ndarray = field(default_factory=lambda: np.zeros((0, *SIGNATURE_SHAPE), np.uint8))  # [N, 3, 9, 16]
 
