@@ -62,7 +62,7 @@ from .progress import NO_PROGRESS, Progress
 from .sampler import NoiseSchedule, make_sampler
 from .storyboard import Span, frame_storyboard_index, resample_to_latent, segment_storyboards, storyboard_mask
 from .tags import TAG_VOCABULARY, normalise_tags, unknown_tags
-from .tempo import MAX_BPM, MIN_BPM, TempoChoice, TempoMap, beat_grid, choose_tempo, tempo_map
+from .tempo import MAX_BPM, MIN_BPM, TEMPO_MODES, TempoChoice, TempoMap, beat_grid, plan_tempo
 from .text import HashedTextEncoder
 from .transitions import DetectedTransition, TransitionDetector, cut_indicator, find_transitions
 from .video import decode_frames, probe
@@ -157,6 +157,16 @@ def _expects_gpu(backend: str, bundle: Bundle) -> bool:
     return backend == "auto" and bool(bundle.manifest.engines) and backends.tensorrt_status()[0]
 
 
+def hard_cuts(video_parse: VideoParse) -> list[float]:
+    """The times of the parse's hard cuts: the sync points the beat grid must hit. A dissolve or
+    fade has no single instant for a beat to land on, so it does not steer the tempo; a parse
+    without transition kinds (a hand-written one) counts every transition as a cut."""
+    details = video_parse.frame.transitions
+    if not details:
+        return list(video_parse.frame.transitions_s)
+    return [t.time_s for t in details if t.kind == "cut"]
+
+
 def fade_out_seconds(duration: float, cuts_s: list[float]) -> float:
     """The final fade's length: FADE_OUT_S (at most a quarter of the video), shortened so that it
     starts after the last cut's beat has sounded (FINAL_CUT_CLEAR_S after the cut), but never
@@ -248,6 +258,10 @@ class Pipeline:
         # calibration must see it on whole videos; it may then also find what the signal alone missed).
         self.detector_everywhere = False
         self.schedule = NoiseSchedule.from_config(self.config.diffusion)
+        # The model writes its beats a little off the grid it is given (measured per bundle,
+        # `python -m benchmarks.onset_offset`): the grid is given this much later to compensate.
+        lead = bundle.manifest.rhythm.get("beat_lead_s", 0.0)
+        self.beat_lead_s = float(lead) if isinstance(lead, (int, float)) and abs(lead) < 0.1 else 0.0
 
     @classmethod
     def load(
@@ -293,7 +307,7 @@ class Pipeline:
         progress: Progress | Callable[[int, int], None] | bool | None = None,
         max_video_seconds: float = MAX_VIDEO_SECONDS,
         bpm: float | None = None,
-        tempo_mode: str = "steady",
+        tempo_mode: str = "auto",
     ) -> Generation:
         """Music for ``video``. ``progress``: a `Progress` (one per stage), True for bars on stderr,
         or a callable (step, steps) called after each sampler step."""
@@ -303,8 +317,10 @@ class Pipeline:
         sampler_name = sampler or self.bundle.manifest.sampler["name"]
         steps = int(self.bundle.manifest.sampler["steps"] if steps is None else steps)
         guidance = float(self.bundle.manifest.sampler["guidance"] if guidance is None else guidance)
-        if tempo_mode not in ("steady", "map"):
-            raise UsageError(f"tempo_mode must be steady or map, got {tempo_mode!r}")
+        if tempo_mode not in TEMPO_MODES:
+            raise UsageError(f"tempo_mode must be one of {', '.join(TEMPO_MODES)}, got {tempo_mode!r}")
+        if bpm is not None and tempo_mode == "map":
+            raise UsageError("--bpm fixes one steady tempo; it cannot be combined with --tempo map")
         if not 1 <= steps <= self.schedule.num_train_steps:
             raise UsageError(f"--steps must be between 1 and {self.schedule.num_train_steps}, got {steps}")
         if not math.isfinite(guidance):
@@ -329,12 +345,10 @@ class Pipeline:
             # One tempo for the whole video (every window's grid is a slice of it), from the
             # parse's cuts and pace word, or the user's --bpm. Bundles whose denoiser has no
             # beat-grid input choose their own tempo, as before.
-            tempo = None
+            tempo, tempo_reason = None, None
             if TEMPO_INPUT in self.runners["denoiser"].input_names:
-                if tempo_mode == "map" and bpm is None:
-                    tempo = tempo_map(video_parse.frame.transitions_s, duration, video_parse.global_.tags)
-                else:
-                    tempo = choose_tempo(video_parse.frame.transitions_s, video_parse.global_.tags, bpm)
+                tempo, tempo_reason = plan_tempo(hard_cuts(video_parse), duration,
+                                                 video_parse.global_.tags, bpm, tempo_mode)
 
         windows = self._windows(duration)
         pieces: list[np.ndarray] = []
@@ -401,9 +415,10 @@ class Pipeline:
             "overrides": {"tags": user_tags, "caption": caption, "bpm": bpm},
             # The tempo the model was asked for (None: a bundle without the beat-grid input).
             # Unrounded: the report gives the exact grid (joins_s lie on it).
-            "tempo": None if tempo is None else (tempo.report() if isinstance(tempo, TempoMap) else
-                                                 {"bpm": tempo.bpm, "anchor_s": tempo.anchor_s,
-                                                  "source": tempo.source}),
+            "tempo": None if tempo is None else {
+                **(tempo.report() if isinstance(tempo, TempoMap) else
+                   {"bpm": tempo.bpm, "anchor_s": tempo.anchor_s, "source": tempo.source}),
+                "mode": tempo_mode, "why": tempo_reason},
             "environment": _environment(),
             "warnings": list(parsed.warnings),
         }
@@ -600,8 +615,8 @@ class Pipeline:
         global_ = video_parse.global_
         grid = {}
         if tempo is not None:
-            grid[TEMPO_INPUT] = beat_grid(tempo.beats(end_s), frames, config.latent_frames_per_second,
-                                          start_s=start_s)[None]
+            grid[TEMPO_INPUT] = beat_grid(self.asked_beats(tempo, end_s), frames,
+                                          config.latent_frames_per_second, start_s=start_s)[None]
         return {
             **grid,
             "caption": self.text_encoder.encode(global_.caption)[None],
@@ -615,6 +630,11 @@ class Pipeline:
                 aligner.astype(np.float32), frames, config.video.fps, config.latent_frames_per_second
             ).astype(np.float32),
         }
+
+    def asked_beats(self, tempo: TempoChoice | TempoMap, end_s: float) -> np.ndarray:
+        """The beat times given to the model for ``tempo`` up to ``end_s``: the tempo's beats,
+        shifted by the bundle's measured lead so that the written beats land on them."""
+        return tempo.beats(end_s) + self.beat_lead_s
 
     def _run_aligner(self, frames: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
         """Aligner features [1, T, D] for frames [T, A, A, 3], computed in overlapping chunks.

@@ -59,11 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bpm", type=float,
                         help="tempo of the music in beats per minute (default: chosen from the video's cuts and pace "
                              "tag, so that the cuts fall on beats; bundles with a beat-grid model only)")
-    parser.add_argument("--tempo", choices=["steady", "map"], default="steady",
-                        help="steady (default): one tempo, fitted to the cuts; map (experimental): a tempo map whose "
-                             "tempo glides between cuts (at most 4 %% per bar) so that each cut it can reach is on a "
-                             "beat; the report lists the cuts it could not reach. The demo model was trained on steady "
-                             "tempi. --bpm implies steady")
+    parser.add_argument("--tempo", choices=["auto", "steady", "map"], default="auto",
+                        help="auto (default): one steady tempo when it puts every cut on a beat, else a tempo map; "
+                             "steady: one tempo fitted to the cuts, its value chosen for you (--bpm fixes it); "
+                             "map: a tempo map whose tempo glides between cuts (at most 4 %% per bar) so that each "
+                             "cut it can reach is on a beat. The report says which was used and why, and lists "
+                             "the cuts left off the grid. --bpm implies steady")
     parser.add_argument("--parse", metavar="JSON", help="use this three-level parse instead of parsing the video")
     parser.add_argument("--write-parse", metavar="JSON", help="write the parse used, for editing and re-running")
     parser.add_argument("--parse-only", action="store_true",
@@ -187,7 +188,7 @@ def check_flags(args: argparse.Namespace) -> None:
         raise UsageError(f"--seed must be between 0 and 2**63-1, got {args.seed}")
     if args.bpm is not None and not (math.isfinite(args.bpm) and MIN_BPM <= args.bpm <= MAX_BPM):
         raise UsageError(f"--bpm must be between {MIN_BPM:g} and {MAX_BPM:g}, got {args.bpm:g}")
-    if args.bpm is not None and getattr(args, "tempo", "steady") == "map":
+    if args.bpm is not None and getattr(args, "tempo", "auto") == "map":
         raise UsageError("--bpm fixes one steady tempo; it cannot be combined with --tempo map")
     if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
         raise UsageError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds:g}")

@@ -324,3 +324,55 @@ def tempo_map(cuts_s, duration_s: float, tags: list[str] | tuple[str, ...] = (),
                       f"{max_change_per_bar:.0%} per bar reaches it")
         left_off.append({"time_s": round(float(cut), 4), "reason": reason})
     return TempoMap(beats_all, "map", tuple(float(cuts[k]) for k in kept), tuple(left_off))
+
+
+# ----------------------------------------------------------------------------------------------
+# Which of the two: vem-run's default (`--tempo auto`)
+#
+# A steady tempo is what a listener expects, and what the demo adapter was trained on; a tempo map
+# is for cuts no steady tempo can hold. So: the steady fit, when it puts every hard cut within
+# STEADY_FIT_S of a beat (an editor who cut to a tempo and snapped to frames: at 24 fps a cut is
+# at most one frame, 42 ms, after its beat, and the fitted phase halves that); otherwise the map,
+# when it keeps more cuts on the grid than the steady fit does.
+STEADY_FIT_S = 0.035
+TEMPO_MODES = ("auto", "steady", "map")
+
+
+def cuts_near(cuts_s, beats_s, tolerance_s: float) -> int:
+    """How many of the cuts have a beat within ``tolerance_s``."""
+    cuts = np.asarray(cuts_s, dtype=np.float64).reshape(-1)
+    beats = np.sort(np.asarray(beats_s, dtype=np.float64).reshape(-1))
+    if cuts.size == 0 or beats.size == 0:
+        return 0
+    pos = np.searchsorted(beats, cuts)
+    nearest = np.minimum(np.abs(cuts - beats[np.clip(pos - 1, 0, beats.size - 1)]),
+                         np.abs(cuts - beats[np.clip(pos, 0, beats.size - 1)]))
+    return int(np.sum(nearest <= tolerance_s + 1e-9))
+
+
+def plan_tempo(cuts_s, duration_s: float, tags: list[str] | tuple[str, ...] = (), bpm: float | None = None,
+               mode: str = "auto") -> tuple[TempoChoice | TempoMap, str]:
+    """The tempo the model is asked for, and why: ``bpm`` fixes a steady tempo; ``mode`` is
+    ``steady`` (one tempo fitted to the cuts), ``map`` (`tempo_map`) or ``auto`` (see above)."""
+    if mode not in TEMPO_MODES:
+        raise ValueError(f"tempo mode must be one of {', '.join(TEMPO_MODES)}, got {mode!r}")
+    cuts = np.sort(np.asarray(cuts_s, dtype=np.float64).reshape(-1))
+    cuts = cuts[np.isfinite(cuts) & (cuts >= 0) & (cuts < duration_s)]
+    if bpm is not None:
+        return choose_tempo(cuts, tags, bpm), "the user's --bpm"
+    if mode == "map":
+        return tempo_map(cuts, duration_s, tags), "--tempo map"
+    steady = choose_tempo(cuts, tags)
+    if mode == "steady":
+        return steady, "--tempo steady"
+    if cuts.size < 2:
+        return steady, "auto: fewer than two cuts"
+    steady_hits = cuts_near(cuts, steady.beats(duration_s), STEADY_FIT_S)
+    if steady_hits == cuts.size:
+        return steady, f"auto: one steady tempo holds all {cuts.size} cuts"
+    mapped = tempo_map(cuts, duration_s, tags)
+    map_hits = cuts_near(cuts, mapped.beats_s, STEADY_FIT_S)
+    if map_hits > steady_hits:
+        return mapped, (f"auto: a steady tempo holds {steady_hits} of {cuts.size} cuts, a tempo map "
+                        f"{map_hits}")
+    return steady, f"auto: a tempo map holds no more cuts than one steady tempo ({steady_hits} of {cuts.size})"

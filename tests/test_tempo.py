@@ -137,3 +137,62 @@ def test_vem_run_tempo_map_asks_for_beats_on_the_cuts(tmp_path):
     for cut in on_grid:
         assert min(abs(b - cut) for b in tempo["beats_s"]) < 1e-3
     assert vem_run([video.path, "-o", str(tmp_path / "n.wav"), "--tempo", "map", "--bpm", "100", "-q"]) == 2
+
+
+def test_auto_keeps_one_steady_tempo_when_it_holds_every_cut():
+    """An edit cut to 96 BPM and snapped to 24 fps frames (each cut up to 42 ms after its beat):
+    auto keeps the steady fit, which holds all of them."""
+    from vem.runtime.tempo import TempoMap, cuts_near, plan_tempo
+
+    beats = 0.4 + (60.0 / 96.0) * np.array([0, 4, 8, 10, 14, 18])
+    cuts = np.ceil(beats * 24) / 24  # the first frame at or after each beat
+    tempo, why = plan_tempo(cuts, 12.0, ["moderate"])
+    assert not isinstance(tempo, TempoMap) and tempo.bpm == pytest.approx(96.0, abs=0.5)
+    assert "steady" in why and cuts_near(cuts, tempo.beats(12.0), 0.035) == len(cuts)
+
+
+def test_auto_maps_free_cuts_that_no_steady_tempo_holds():
+    from vem.runtime.tempo import TempoMap, cuts_near, plan_tempo
+
+    cuts = np.array([1.37, 3.02, 6.11, 7.9, 10.64, 12.2])  # free edits, 1.5-3.1 s apart
+    tempo, why = plan_tempo(cuts, 15.0, [])
+    steady, _ = plan_tempo(cuts, 15.0, [], mode="steady")
+    assert isinstance(tempo, TempoMap) and "tempo map" in why
+    on_map = cuts_near(cuts, tempo.beats_s, 0.035)
+    assert on_map > cuts_near(cuts, steady.beats(15.0), 0.035)
+    assert on_map + len(tempo.left_off) == len(cuts)  # a cut the map cannot reach is named, with why
+    periods = np.diff(tempo.beats_s)
+    assert 60.0 / periods.max() >= 70.0 - 1e-6 and 60.0 / periods.min() <= 170.0 + 1e-6
+    # --bpm keeps its meaning: one steady tempo at that value, whatever the cuts
+    user, why = plan_tempo(cuts, 15.0, [], bpm=100.0)
+    assert user.bpm == 100.0 and user.source == "user" and "--bpm" in why
+    with pytest.raises(ValueError, match="tempo mode"):
+        plan_tempo(cuts, 15.0, [], mode="wobbly")
+
+
+def test_auto_with_fewer_than_two_cuts_is_steady():
+    from vem.runtime.tempo import TempoMap, plan_tempo
+
+    tempo, why = plan_tempo([2.0], 8.0, ["fast"])
+    assert not isinstance(tempo, TempoMap) and "fewer than two" in why
+
+
+def test_the_shipped_bundle_compensates_its_measured_beat_lead():
+    """The shipped manifest carries the model's measured onset offset (benchmarks.onset_offset);
+    the pipeline asks for the beat grid that much later, and a manifest keeps it through a rewrite."""
+    from vem.runtime.bundle import load_bundle, manifest_from_data
+    from vem.runtime.pipeline import DEFAULT_BUNDLE, Pipeline
+
+    bundle = load_bundle(DEFAULT_BUNDLE)
+    lead = bundle.manifest.rhythm["beat_lead_s"]
+    assert 0.0 < lead < 0.03 and "benchmarks.onset_offset" in bundle.manifest.rhythm["measured_with"]
+    assert manifest_from_data(bundle.manifest.to_dict()).rhythm == bundle.manifest.rhythm
+    pipeline = Pipeline.load(bundle, components=Pipeline.PARSE_COMPONENTS)
+    assert pipeline.beat_lead_s == lead
+    # what the model is asked for: every beat of the tempo `lead` later
+    tempo = TempoChoice(120.0, 0.5, "user")
+    asked = pipeline.asked_beats(tempo, 4.0)
+    np.testing.assert_allclose(asked, tempo.beats(4.0) + lead)
+    # a bundle without the measurement (or with a value no model could have) is not shifted
+    bundle.manifest.rhythm = {"beat_lead_s": 0.5}
+    assert Pipeline.load(bundle, components=Pipeline.PARSE_COMPONENTS).beat_lead_s == 0.0
