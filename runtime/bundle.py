@@ -97,6 +97,10 @@ class Manifest:
     engines: list[EngineEntry] = field(default_factory=list)
     built_with: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
+    # Measured facts about the model's music that the runtime compensates: ``beat_lead_s``, how
+    # much later than wanted the beat grid is given so that the written beats land on time
+    # (`python -m benchmarks.onset_offset`). Optional: absent means no compensation.
+    rhythm: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +114,7 @@ class Manifest:
             "engines": [entry.to_dict() for entry in self.engines],
             "built_with": dict(self.built_with),
             "calibration": self.calibration,
+            **({"rhythm": dict(self.rhythm)} if self.rhythm else {}),
         }
 
     def write(self, folder: str | os.PathLike) -> Path:
@@ -207,7 +212,7 @@ def validate_manifest_data(data: Any) -> list[str]:
         for required in COMPONENTS:
             if required not in present:
                 problems.append(f"components: no entry for the required component {required!r}")
-    _check_optional_object(data, ("built_with", "calibration"), "", problems)
+    _check_optional_object(data, ("built_with", "calibration", "rhythm"), "", problems)
     engines = data.get("engines", [])
     if not isinstance(engines, list):
         problems.append("engines: expected a list")
@@ -335,6 +340,7 @@ def manifest_from_data(data: dict[str, Any]) -> Manifest:
         engines=[EngineEntry(**{k: e[k] for k in EngineEntry.__dataclass_fields__}) for e in data.get("engines", [])],
         built_with=dict(data.get("built_with") or {}),
         calibration=data.get("calibration"),
+        rhythm=dict(data.get("rhythm") or {}),
     )
 
 
