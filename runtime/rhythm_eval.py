@@ -21,14 +21,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Inputs: a folder (every *.json parse in it whose music file exists: the WAV named in the "
         "parse's synth.audio, or <stem>.wav beside it, as vem-synth writes), a parse JSON, an mp4 with a "
         "<stem>.json beside it, or a vem-run report JSON ({'parse': {...}, 'audio': 'music.wav'}). "
-        "Transitions come from the parse (ground truth); beats are tracked in the music. "
+        "Transitions come from the parse: ground truth for vem-synth folders (the first frame of each new "
+        "shot); for a vem-run report, the cuts vem-run detected (or the user's --parse), which vem-eval says. "
+        "Beats are tracked in the music. "
         "BIoU compares them with the parse's music.beats_s where the parse has them.",
     )
     parser.add_argument("inputs", nargs="+", help="folders or files")
-    parser.add_argument("--beat-tracker", choices=["librosa", "numpy", "madmom"], default="librosa",
-                        help="librosa (default, the published figures' tracker; extra 'eval'), numpy (the same "
-                        "algorithm written in numpy: vem-run's reports use it; base install) or madmom (the "
-                        "paper's; extra 'beats', CC BY-NC-SA models)")
+    parser.add_argument("--beat-tracker", choices=["auto", "madmom", "librosa", "numpy"], default="auto",
+                        help="auto (default): madmom when installed (the paper's tracker, the reference for every "
+                        "published rhythm figure; extra 'beats', CC BY-NC-SA models), else librosa (extra 'eval'); "
+                        "numpy: the librosa algorithm written in numpy, which vem-run's reports use (base install)")
     parser.add_argument("--json", metavar="PATH", help="write per-file metrics and means as JSON")
     parser.add_argument("--shuffle", action="store_true",
                         help="pair each video with another item's music (a fixed derangement): the mismatched "
@@ -57,6 +59,8 @@ def _eval_items(inputs: list[str]) -> list[dict]:
             return
         if isinstance(data, dict) and "parse" in data:  # a vem-run report
             parse = parse_from_dict(data["parse"])
+            cuts_from = {"detected": "detected by vem-run", "user": "the user's parse"}.get(
+                str(data["parse"].get("source")), "the report's parse")
             music_files = (data.get("music") or {}).get("files") or []
             audio_name = data.get("audio") or next(
                 (f for f in music_files if str(f).lower().endswith((".wav", ".flac"))), None)
@@ -69,13 +73,14 @@ def _eval_items(inputs: list[str]) -> list[dict]:
                     raise ValueError(f"{path}: neither a parse JSON nor a vem-run report")
                 return
             parse = load_parse(path)
+            cuts_from = "ground truth" if isinstance(parse.extra.get("synth"), dict) else "the parse"
             audio_name = parse.extra.get("synth", {}).get("audio") if isinstance(parse.extra.get("synth"), dict) else None
             audio = path.parent / audio_name if audio_name else path.with_suffix(".wav")
         if not audio.exists():
             if strict:
                 raise ValueError(f"{path}: its music file {audio} does not exist")
             return
-        items.append({"name": path.stem, "parse": parse, "audio": str(audio)})
+        items.append({"name": path.stem, "parse": parse, "audio": str(audio), "cuts_from": cuts_from})
 
     for raw in inputs:
         path = Path(raw)
@@ -144,7 +149,8 @@ def evaluate_items(items: list[dict], tracker: str = "librosa", shuffle: bool = 
         if parse.music is not None and parse.music.beats_s is not None:
             reference = [b for b in parse.music.beats_s if b <= duration]
         metrics = rhythm_metrics(transitions, beats, duration, reference)
-        row = {"file": item["name"], "music": music["name"], "duration_s": duration, **metrics}
+        row = {"file": item["name"], "music": music["name"], "duration_s": duration,
+               "cuts_from": item.get("cuts_from", "the parse"), **metrics}
         rows.append(row)
     keys = ["tbiou", "biou", "hit_70ms", "chance_70ms", "n_transitions", "n_beats"]
     mean = {}
@@ -169,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     from .beats import madmom_available
     from .extras import missing_extra
 
+    if args.beat_tracker == "auto":
+        args.beat_tracker = "madmom" if madmom_available() else "librosa"
     if args.beat_tracker == "librosa":
         missing = missing_extra("librosa", "eval", "vem-eval's default beat tracker (librosa)")
         if missing is not None:
@@ -185,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"vem-eval: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    detected = sorted({r["cuts_from"] for r in result["files"] if r["cuts_from"] != "ground truth"})
+    if detected:
+        print(f"vem-eval: cuts are {', '.join(detected)}, not ground truth: score against a video's true cut "
+              "times (its first new frames) for a figure to publish", file=sys.stderr)
+    print(f"vem-eval: beats tracked with {args.beat_tracker}", file=sys.stderr)
     header = f"{'file':<24} {'music':<24} {'TBIoU':>6} {'BIoU':>6} {'hit70':>6} {'chance':>6} {'cuts':>5} {'beats':>5}"
     if not args.quiet:
         print(header)

@@ -150,7 +150,11 @@ def test_vem_eval_on_synth_pairs(clips, tmp_path, capsys):
     report = tmp_path / "eval.json"
     assert eval_main([str(out), "--json", str(report), "--quiet"]) == 0
     data = json.loads(report.read_text())
-    assert len(data["files"]) == N_CLIPS and data["tracker"] == "librosa"
+    from vem.runtime.beats import madmom_available
+
+    # the default tracker: madmom (the paper's) when its extra is installed, else librosa
+    assert len(data["files"]) == N_CLIPS and data["tracker"] == ("madmom" if madmom_available() else "librosa")
+    assert {r["cuts_from"] for r in data["files"]} == {"ground truth"}
     mean = data["mean"]
     assert mean["biou"] > 0.85  # tracked beats of the true music vs its annotated beats
     assert mean["hit_70ms"] > mean["chance_70ms"] + 0.3  # cuts really are on the beats
