@@ -127,6 +127,8 @@ def score_video(video: dict, beats: np.ndarray, report: dict) -> dict:
         "tempo_cv": float(intervals.std() / intervals.mean()) if intervals.size >= 2 else None,
         "beats": int(beats.size),
         "asked_bpm": (report.get("tempo") or {}).get("bpm"),
+        "plan": (report.get("tempo") or {}).get("source"),
+        "why": (report.get("tempo") or {}).get("why"),
         "detected_cuts_missing": int(np.sum(np.abs(_nearest(detected, cuts)) > 0.05)) if detected.size else len(cuts),
         "seconds": report["timings_s"]["total"],
     }

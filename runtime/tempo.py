@@ -47,6 +47,11 @@ OFF_GRID_WEIGHT = 1.0  # mean distance of the cuts from the grid, in units of CU
 DOWNBEAT_BONUS = 0.5  # subtracted when every cut lands on a bar line (a multiple of BEATS_PER_BAR)
 PRIOR_WEIGHT = 1.0  # |log2(bpm / prior centre)|: an octave away costs this much
 CANDIDATE_STEP_BPM = 0.25
+# Above this tempo listeners and beat trackers often hear half time (madmom tracked the demo
+# model's 160-164 BPM music at 80-82 BPM on held-out slideshows, and lost every cut on an odd beat:
+# docs/rhythm.md). A grid this fast therefore puts cuts only on every other beat, the beats that
+# are heard either way.
+FAST_BPM = 145.0
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,11 @@ def choose_tempo(cuts_s, tags: list[str] | tuple[str, ...] = (), bpm: float | No
     candidates = np.arange(low, high + 1e-9, CANDIDATE_STEP_BPM)
     best, best_score = centre, math.inf
     for candidate in candidates:
-        distance, index = _off_grid(cuts, 60.0 / candidate)
+        if candidate > FAST_BPM:  # cuts on every other beat only (see FAST_BPM)
+            distance, half_index = _off_grid(cuts, 2 * 60.0 / candidate)
+            index = 2 * half_index
+        else:
+            distance, index = _off_grid(cuts, 60.0 / candidate)
         score = OFF_GRID_WEIGHT * float(distance[1:].mean()) / CUT_TOLERANCE_S
         if np.all(index % BEATS_PER_BAR == 0):
             score -= DOWNBEAT_BONUS
@@ -268,6 +277,8 @@ def tempo_map(cuts_s, duration_s: float, tags: list[str] | tuple[str, ...] = (),
                 lo_beats = max(1, int(gap / (slowest * 1.2)))
                 hi_beats = int(gap / (fastest * 0.8)) + 1
                 for beats in range(lo_beats, hi_beats + 1):
+                    if beats % 2 and gap / beats < 60.0 / FAST_BPM:
+                        continue  # a fast stretch: an even number of beats (see FAST_BPM)
                     ratio = _glide(period, gap, beats, per_beat)
                     if ratio is None:
                         continue

@@ -196,3 +196,23 @@ def test_the_shipped_bundle_compensates_its_measured_beat_lead():
     # a bundle without the measurement (or with a value no model could have) is not shifted
     bundle.manifest.rhythm = {"beat_lead_s": 0.5}
     assert Pipeline.load(bundle, components=Pipeline.PARSE_COMPONENTS).beat_lead_s == 0.0
+
+
+def test_a_fast_grid_puts_cuts_only_on_every_other_beat():
+    """Above FAST_BPM a listener (and madmom) may hear half time: a grid that fast is chosen only
+    when every cut is an even number of beats from the first, in the steady fit and in a map."""
+    from vem.runtime.tempo import FAST_BPM, tempo_map
+
+    period = 60.0 / 160.0
+    odd = 0.5 + period * np.array([0, 3, 7, 10, 13])  # fits 160 BPM only with cuts on odd beats
+    choice = choose_tempo(odd, ["fast"])
+    index = np.rint((odd - odd[0]) / choice.period_s)
+    assert choice.bpm <= FAST_BPM or np.all(index % 2 == 0)
+    even = 0.5 + period * np.array([0, 4, 8, 10, 14])
+    assert choose_tempo(even, ["fast"]).bpm == pytest.approx(160.0, abs=0.5)  # even gaps: 160 is fine
+    mapped = tempo_map(odd, 6.0, ["fast"])
+    beats = mapped.beats_s
+    for a, b in zip(mapped.on_grid_s, mapped.on_grid_s[1:]):
+        inside = np.sum((beats > a + 1e-6) & (beats < b - 1e-6)) + 1  # beats from one kept cut to the next
+        if (b - a) / inside < 60.0 / FAST_BPM:
+            assert inside % 2 == 0
