@@ -177,3 +177,43 @@ def test_vem_eval_on_synth_pairs(clips, tmp_path, capsys):
     # bad input: a clear message and exit code 3
     assert eval_main([str(tmp_path / "missing")]) == 3
     assert "no such file" in capsys.readouterr().err
+
+
+def test_tempo_map_clips_glide_within_the_bound_and_keep_cuts_and_drums_on_their_beats(tmp_path):
+    """`vem-synth --tempo-maps`: the reference music's tempo moves (at most 4 % per bar), every
+    on-beat cut sits on a moving beat, and a beat tracker hears the beats the parse lists."""
+    from vem.runtime.beats import track_beats_file
+    from vem.training.synth.plan import MAX_GLIDE_PER_BAR
+
+    paths = generate_dataset(tmp_path, 2, seed=SEED, seconds_range=(12.0, 14.0), workers=1, progress=False,
+                             tempo_maps=1.0)
+    spreads = []
+    for p in paths:
+        parse = load_parse(p.parse)
+        beats = np.array(parse.music.beats_s)
+        periods = np.diff(beats)
+        assert parse.extra["synth"]["tempo_map"]["bpm_range"][0] >= 70 - 1e-6
+        bar = int(parse.music.meter.split("/")[0])
+        change = np.abs(np.log(periods[bar:] / periods[:-bar]))
+        assert change.max() <= np.log1p(MAX_GLIDE_PER_BAR) * 1.0001
+        spreads.append(periods.max() / periods.min())
+        half_frame = 0.5 / parse.video.fps + 1e-6
+        for t in parse.frame.transitions:
+            if t.on_beat and t.kind == "cut":
+                assert np.abs(beats - t.time_s).min() <= half_frame
+        # a beat tracker hears the moving beats where the parse lists them
+        tracked = track_beats_file(p.audio, "numpy")
+        assert np.mean([np.abs(tracked - b).min() <= 0.07 for b in beats[1:-1]]) >= 0.9, p.audio.name
+    assert max(spreads) > 1.02  # the tempo really moves
+
+
+def test_a_clip_without_a_map_is_the_same_bits_whatever_the_share(tmp_path):
+    from vem.training.synth.generate import generate_clip
+
+    shares = {}
+    for share in (0.0, 0.5):
+        clip = generate_clip(tmp_path / str(share), 0, seed=SEED, seconds_range=(6.0, 8.0), tempo_maps=share)
+        shares[share] = clip
+    mapped = "tempo_map" in load_parse(shares[0.5].parse).extra["synth"]
+    same = shares[0.0].audio.read_bytes() == shares[0.5].audio.read_bytes()
+    assert same != mapped  # the same bits exactly when this clip drew no map

@@ -28,6 +28,10 @@ def build_synth_parser() -> argparse.ArgumentParser:
     parser.add_argument("--start-index", type=int, default=0, help="index of the first clip (to extend a set)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="worker processes (default: min(2, CPUs))")
+    parser.add_argument("--tempo-maps", type=float, default=0.0, metavar="SHARE",
+                        help="share of clips (0-1, default 0) whose music follows a tempo map: the tempo glides "
+                             "by up to 4%% per bar (0.8-1.25x the style's, inside 70-170 BPM) and the cuts fall on "
+                             "the moving beats; clips without a map are unchanged by this option")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return parser
 
@@ -56,13 +60,15 @@ def synth_main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--count: need at least 1 clip, got {args.count}")
         if args.workers < 1:
             raise ValueError(f"--workers: need at least 1, got {args.workers}")
+        if not 0.0 <= args.tempo_maps <= 1.0:
+            raise ValueError(f"--tempo-maps: a share between 0 and 1, got {args.tempo_maps:g}")
     except ValueError as exc:
         print(f"vem-synth: {exc}", file=sys.stderr)
         return 2
     start = time.perf_counter()
     try:
         generate_dataset(args.out, args.count, args.seed, seconds, workers=args.workers,
-                         progress=not args.quiet, start_index=args.start_index)
+                         progress=not args.quiet, start_index=args.start_index, tempo_maps=args.tempo_maps)
     except OSError as exc:
         print(f"vem-synth: cannot write to {args.out}: {exc}", file=sys.stderr)
         return 5

@@ -59,8 +59,11 @@ def parse_seconds_range(text: str) -> tuple[float, float]:
 
 
 def generate_clip(out_dir: str | os.PathLike, index: int, seed: int = 0,
-                  seconds_range: tuple[float, float] = (8.0, 40.0)) -> ClipPaths:
-    """Write ``clip_<index>.mp4``, ``.wav`` (16 kHz mono) and ``.json`` (the parse) into ``out_dir``."""
+                  seconds_range: tuple[float, float] = (8.0, 40.0), tempo_maps: float = 0.0) -> ClipPaths:
+    """Write ``clip_<index>.mp4``, ``.wav`` (16 kHz mono) and ``.json`` (the parse) into ``out_dir``.
+    ``tempo_maps``: the share of clips whose music follows a tempo map (`plan.plan_warp`) instead of
+    a steady tempo, the cuts on its moving beats. The choice has its own random stream, so clips
+    without a map are the same bits whatever the share."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     style_seq, plan_seq, music_seq, video_seq = np.random.SeedSequence([int(seed), int(index)]).spawn(4)
@@ -69,7 +72,9 @@ def generate_clip(out_dir: str | os.PathLike, index: int, seed: int = 0,
     lo, hi = seconds_range
     duration = float(round(style_rng.uniform(lo, hi), 2))
     plan_rng = np.random.default_rng(plan_seq)
-    timeline = plan_timeline(style, duration, plan_rng)
+    map_rng = np.random.default_rng([int(seed), int(index), 0x7E39])  # its own stream: see the docstring
+    warp_rng = map_rng if tempo_maps > 0 and map_rng.random() < tempo_maps else None
+    timeline = plan_timeline(style, duration, plan_rng, warp_rng)
     video_rng = np.random.default_rng(video_seq)
     fmt = sample_format(video_rng)
     transitions = plan_transitions(style, timeline, fmt.fps, video_rng)
@@ -98,7 +103,8 @@ def generate_clip(out_dir: str | os.PathLike, index: int, seed: int = 0,
         music=MusicParse(
             beats_s=[round(float(b), 6) for b in timeline.beats_s],
             downbeats_s=[round(float(b), 6) for b in timeline.downbeats_s],
-            tempo_bpm=float(style.tempo_bpm),
+            tempo_bpm=float(style.tempo_bpm) if timeline.warp is None else
+            round(60.0 / float(np.median(np.diff(timeline.beats_s))), 3),
             meter=f"{timeline.beats_per_bar}/4",
             key=PITCH_NAMES[style.key_pc],
             mode=style.mode,
@@ -115,6 +121,9 @@ def generate_clip(out_dir: str | os.PathLike, index: int, seed: int = 0,
                 "sections": [s.kind for s in timeline.sections],
                 "scenes": [{"kind": sc.kind, "photo": sc.photo} for sc in scenes],
                 "shots": shots,
+                **({} if timeline.warp is None else {"tempo_map": {"bpm_range": [
+                    round(60.0 / float(np.max(np.diff(timeline.beats_s))), 2),
+                    round(60.0 / float(np.min(np.diff(timeline.beats_s))), 2)]}}),
             }
         },
     )
@@ -123,13 +132,13 @@ def generate_clip(out_dir: str | os.PathLike, index: int, seed: int = 0,
 
 
 def _generate_one(args: tuple) -> str:
-    out_dir, index, seed, seconds_range = args
-    return str(generate_clip(out_dir, index, seed, seconds_range).video)
+    out_dir, index, seed, seconds_range, tempo_maps = args
+    return str(generate_clip(out_dir, index, seed, seconds_range, tempo_maps).video)
 
 
 def generate_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0,
                      seconds_range: tuple[float, float] = (8.0, 40.0), workers: int = 1,
-                     progress: bool = True, start_index: int = 0) -> list[ClipPaths]:
+                     progress: bool = True, start_index: int = 0, tempo_maps: float = 0.0) -> list[ClipPaths]:
     """Generate ``count`` clips (indices start_index ...) with ``workers`` processes and a progress bar."""
     from tqdm import tqdm
 
@@ -138,7 +147,9 @@ def generate_dataset(out_dir: str | os.PathLike, count: int, seed: int = 0,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     indices = list(range(start_index, start_index + count))
-    jobs = [(str(out), i, seed, seconds_range) for i in indices]
+    if not 0.0 <= tempo_maps <= 1.0:
+        raise ValueError(f"tempo_maps: a share between 0 and 1, got {tempo_maps}")
+    jobs = [(str(out), i, seed, seconds_range, tempo_maps) for i in indices]
     bar = tqdm(total=count, unit="clip", disable=not progress, desc="vem-synth")
     if workers <= 1:
         for job in jobs:

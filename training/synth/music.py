@@ -367,11 +367,14 @@ LEAD_RHYTHMS = [  # (onset in eighths, length in eighths) per bar of 8 eighths (
 
 
 class _Mixer:
-    def __init__(self, n: int):
+    def __init__(self, n: int, warp=None):
         self.dry = np.zeros(n, dtype=np.float32)
         self.wet_send = np.zeros(n, dtype=np.float32)
+        self.warp = warp  # steady time -> clip time (a tempo map), or None
 
     def add(self, sound: np.ndarray, start_s: float, gain: float, send: float = 0.0) -> None:
+        if self.warp is not None:
+            start_s = float(self.warp(start_s))
         start = int(round(start_s * SAMPLE_RATE))
         if start >= self.dry.size or start + sound.size <= 0:
             return
@@ -395,7 +398,7 @@ def _reverb_ir(style: Style, rng: np.random.Generator) -> np.ndarray:
 def render_music(style: Style, timeline: Timeline, rng: np.random.Generator) -> np.ndarray:
     """The full mix (mono float32 in [-1, 1]) for ``timeline``, ``timeline.duration_s`` long."""
     n = int(round(timeline.duration_s * SAMPLE_RATE))
-    mix = _Mixer(n)
+    mix = _Mixer(n, timeline.warp)  # events are placed in steady time, the mixer moves them onto the map
     inst = Instruments(style, rng)
     beat = timeline.beat_period_s
     bpb = timeline.beats_per_bar
@@ -415,7 +418,7 @@ def render_music(style: Style, timeline: Timeline, rng: np.random.Generator) -> 
         for b in range(section.n_bars):
             bar = section.first_bar + b
             bar_t = timeline.bar_start(bar)
-            if bar_t >= timeline.duration_s:
+            if bar_t >= timeline.steady_duration_s:
                 break
             last_bar = b == section.n_bars - 1
             # ---- drums

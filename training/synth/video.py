@@ -127,7 +127,7 @@ def plan_transitions(style: Style, timeline: Timeline, fps: int, rng: np.random.
         if section.index > 0:
             r = rng.random()
             kind = "dissolve" if r < 0.22 else ("fade" if r < 0.32 else "cut")
-            candidates.append((timeline.beat_offset_s + first_beat * beat, kind, True))
+            candidates.append((timeline.clip_time(timeline.beat_offset_s + first_beat * beat), kind, True))
         no_cut_scene = rng.random() < (0.25 if style.energy < 0.5 else 0.1)
         if no_cut_scene:
             continue
@@ -145,7 +145,7 @@ def plan_transitions(style: Style, timeline: Timeline, fps: int, rng: np.random.
             elif r < 0.22:  # off the beat: on the "and"
                 offset = 0.5
                 on_beat = False
-            t = timeline.beat_offset_s + (pos + offset) * beat
+            t = timeline.clip_time(timeline.beat_offset_s + (pos + offset) * beat)
             kind = "dissolve" if (on_beat and rng.random() < 0.08) else "cut"
             candidates.append((t, kind, on_beat))
     candidates.sort()
