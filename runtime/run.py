@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tempo", choices=["auto", "steady", "map"], default="auto",
                         help="auto (default): one steady tempo when it puts every cut on a beat, else a tempo map; "
                              "steady: one tempo fitted to the cuts, its value chosen for you (--bpm fixes it); "
-                             "map: a tempo map whose tempo glides between cuts (at most 4 %% per bar) so that each "
+                             "map: a tempo map whose tempo glides between cuts (at most 5 %% per bar) so that each "
                              "cut it can reach is on a beat. The report says which was used and why, and lists "
                              "the cuts left off the grid. --bpm implies steady")
     parser.add_argument("--parse", metavar="JSON", help="use this three-level parse instead of parsing the video")

@@ -30,7 +30,7 @@ def build_synth_parser() -> argparse.ArgumentParser:
                         help="worker processes (default: min(2, CPUs))")
     parser.add_argument("--tempo-maps", type=float, default=0.0, metavar="SHARE",
                         help="share of clips (0-1, default 0) whose music follows a tempo map: the tempo glides "
-                             "by up to 4%% per bar (0.8-1.25x the style's, inside 70-170 BPM) and the cuts fall on "
+                             "by up to 5%% per bar (the runtime's bound) (0.8-1.25x the style's, inside 70-170 BPM) and the cuts fall on "
                              "the moving beats; clips without a map are unchanged by this option")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return parser

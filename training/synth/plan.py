@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vem.runtime.tempo import MAX_CHANGE_PER_BAR
+
 from .style import Style
 
 SECTION_KINDS = ("intro", "verse", "chorus", "bridge", "breakdown", "outro")
@@ -40,10 +42,9 @@ class Section:
 
 
 # Tempo maps (the runtime's `vem.runtime.tempo.tempo_map` asks for them on free edits): the
-# tempo glides, changing by at most MAX_GLIDE_PER_BAR per bar (real ritardandi and accelerandi
-# move a few percent per bar), its rate chosen anew every 2-4 bars, within GLIDE_RANGE of the
-# style's tempo and inside 70-170 BPM.
-MAX_GLIDE_PER_BAR = 0.04
+# tempo glides, changing by at most the runtime's bound per bar, its rate chosen anew every 2-4
+# bars, within GLIDE_RANGE of the style's tempo and inside 70-170 BPM.
+MAX_GLIDE_PER_BAR = MAX_CHANGE_PER_BAR
 GLIDE_RANGE = (0.8, 1.25)
 
 
