@@ -241,7 +241,11 @@ def tempo_map(cuts_s, duration_s: float, tags: list[str] | tuple[str, ...] = (),
     if cuts.size < 2:
         steady = choose_tempo(cuts, tags)
         return TempoMap(steady.beats(duration_s), steady.source, tuple(float(c) for c in cuts[:1]), ())
-    slowest, fastest = 60.0 / TEMPO_RANGE_BPM[0], 60.0 / TEMPO_RANGE_BPM[1]
+    # A map stays at or below FAST_BPM: a steady grid above it keeps its cuts on every other beat,
+    # which is heard in the right phase because the cuts sit on bar lines at a steady tempo; a
+    # gliding one was not (vem-synth clips on 144-169 BPM maps: madmom found a beat at 1 of 10
+    # cuts, docs/rhythm.md).
+    slowest, fastest = 60.0 / TEMPO_RANGE_BPM[0], 60.0 / FAST_BPM
     prior = 60.0 / tempo_prior(tags)
     per_beat = math.log1p(max_change_per_bar) / BEATS_PER_BAR  # allowed |log r| per beat
     count = len(cuts)
@@ -278,8 +282,6 @@ def tempo_map(cuts_s, duration_s: float, tags: list[str] | tuple[str, ...] = (),
                 lo_beats = max(1, int(gap / (slowest * 1.2)))
                 hi_beats = int(gap / (fastest * 0.8)) + 1
                 for beats in range(lo_beats, hi_beats + 1):
-                    if beats % 2 and gap / beats < 60.0 / FAST_BPM:
-                        continue  # a fast stretch: an even number of beats (see FAST_BPM)
                     ratio = _glide(period, gap, beats, per_beat)
                     if ratio is None:
                         continue
@@ -330,9 +332,9 @@ def tempo_map(cuts_s, duration_s: float, tags: list[str] | tuple[str, ...] = (),
         neighbours = [abs(cut - cuts[k]) for k in (index - 1, index + 1) if 0 <= k < count]
         if neighbours and min(neighbours) < fastest:
             reason = (f"{min(neighbours):.2f} s from the next cut: closer than one beat at "
-                      f"{TEMPO_RANGE_BPM[1]:g} BPM")
+                      f"{FAST_BPM:g} BPM, a map's fastest tempo")
         else:
-            reason = (f"no tempo within {TEMPO_RANGE_BPM[0]:g}-{TEMPO_RANGE_BPM[1]:g} BPM changing at most "
+            reason = (f"no tempo within {TEMPO_RANGE_BPM[0]:g}-{FAST_BPM:g} BPM changing at most "
                       f"{max_change_per_bar:.0%} per bar reaches it")
         left_off.append({"time_s": round(float(cut), 4), "reason": reason})
     return TempoMap(beats_all, "map", tuple(float(cuts[k]) for k in kept), tuple(left_off))

@@ -199,8 +199,8 @@ def test_the_shipped_bundle_compensates_its_measured_beat_lead():
 
 
 def test_a_fast_grid_puts_cuts_only_on_every_other_beat():
-    """Above FAST_BPM a listener (and madmom) may hear half time: a grid that fast is chosen only
-    when every cut is an even number of beats from the first, in the steady fit and in a map."""
+    """Above FAST_BPM a listener (and madmom) may hear half time: a steady grid that fast is chosen
+    only when every cut is an even number of beats from the first, and a map never goes that fast."""
     from vem.runtime.tempo import FAST_BPM, tempo_map
 
     period = 60.0 / 160.0
@@ -210,9 +210,6 @@ def test_a_fast_grid_puts_cuts_only_on_every_other_beat():
     assert choice.bpm <= FAST_BPM or np.all(index % 2 == 0)
     even = 0.5 + period * np.array([0, 4, 8, 10, 14])
     assert choose_tempo(even, ["fast"]).bpm == pytest.approx(160.0, abs=0.5)  # even gaps: 160 is fine
+    # a map never goes above FAST_BPM (a gliding fast grid was heard in the wrong phase)
     mapped = tempo_map(odd, 6.0, ["fast"])
-    beats = mapped.beats_s
-    for a, b in zip(mapped.on_grid_s, mapped.on_grid_s[1:]):
-        inside = np.sum((beats > a + 1e-6) & (beats < b - 1e-6)) + 1  # beats from one kept cut to the next
-        if (b - a) / inside < 60.0 / FAST_BPM:
-            assert inside % 2 == 0
+    assert 60.0 / np.diff(mapped.beats_s).min() <= FAST_BPM + 1e-6
