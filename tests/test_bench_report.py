@@ -66,3 +66,14 @@ def test_plot_is_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     path = report.write_plot(tmp_path / "plot.png", ROOT / "benchmarks" / "results")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rhythm_rows_come_from_the_record(tmp_path):
+    summary = {"videos": 3, "cuts": 17, "hit_70ms": 0.941, "chance_70ms": 0.262, "grid_hit_70ms": 0.97,
+               "follow_median_s": 0.0021, "tempo_cv_median": 0.018, "tempo_cv_max": 0.031}
+    record = {"command": "python -m benchmarks.rhythm_real --videos 3", "precision": "int8", "tracker": "madmom",
+              "sets": {"free": {"summary": summary, "videos": []}}}
+    (tmp_path / "rhythm.json").write_text(json.dumps(record))
+    text = "\n".join(report.rhythm_lines(tmp_path))
+    assert "| free | 3 | 17 | 0.941 | 0.262 | 0.970 | +2.1 | 0.018 / 0.031 |" in text
+    assert "madmom" in text and "--videos 3" in text
