@@ -646,7 +646,7 @@ def finish_batch(args: argparse.Namespace, videos: list[str], outcomes: dict[str
         except Exception as error:  # noqa: BLE001 - the videos are done; say why the summary is not
             failure = _report_error(error, args.debug)
             code = code or failure.exit_code
-    if several and not args.quiet and (counts[SKIPPED] or extra is not None):
+    if several and not args.quiet and interrupted is None and (counts[SKIPPED] or extra is not None):
         parts = [f"{counts[DONE]} done"] + [f"{counts[s]} {s}" for s in (SKIPPED, FAILED, NOT_RUN) if counts[s]]
         print(f"{len(videos)} videos: {', '.join(parts)} in {wall:.1f} s", file=sys.stderr)
     if failures and several:
