@@ -148,6 +148,7 @@ def run_on_ray(args: argparse.Namespace, videos: list[str], plans: dict[str, Out
     from .atomic import remove_partials
 
     cwd = os.getcwd()
+    began = time.perf_counter()
     ray = _connect(args)
     outcomes: dict[str, VideoOutcome] = {}
     running: dict = {}  # object ref -> (video, actor, worker name, start time)
@@ -155,6 +156,7 @@ def run_on_ray(args: argparse.Namespace, videos: list[str], plans: dict[str, Out
     stopped: Interrupted | None = None
     nodes: list[dict] = []
     cpus = gpus = 0.0
+    ready_s = None
     try:
         nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
         workers, cpus, gpus = plan_workers(args, nodes, len(videos))
@@ -167,6 +169,7 @@ def run_on_ray(args: argparse.Namespace, videos: list[str], plans: dict[str, Out
                 code, message, hint = state["failure"]
                 raise _ERRORS.get(code, VemError)(message, hint=hint)
         names = {id(actor): state["worker"] for actor, state in zip(actors, ready)}
+        ready_s = time.perf_counter() - began  # connect (or start a local cluster), start workers, load bundles
         worker_args = copy.copy(args)
         worker_args.quiet = True  # no per-stage progress from the workers: the driver draws the batch's
         progress = BatchProgress(Progress.for_stream(sys.stderr, quiet=args.quiet), len(videos))
@@ -219,7 +222,8 @@ def run_on_ray(args: argparse.Namespace, videos: list[str], plans: dict[str, Out
     if stopped is not None:
         print(f"error: {describe(stopped)}; no partial output was left", file=sys.stderr)
     extra = {"mode": "ray", "ray_address": args.ray, "workers": len(actors), "cpus_per_worker": cpus,
-             "gpus_per_worker": gpus, "nodes": len(nodes)}
+             "gpus_per_worker": gpus, "nodes": len(nodes),
+             "cluster_ready_s": round(ready_s, 3) if ready_s is not None else None}
     return outcomes, extra, stopped
 
 
