@@ -245,3 +245,13 @@ def test_remove_partials_sweeps_a_killed_writers_temporary_files(tmp_path):
         path.write_bytes(b"x")
     assert sorted(remove_partials(final)) == sorted([temp, nested])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in keep)
+
+
+def test_the_runtime_imports_ray_only_for_a_cluster_run():
+    code = ("import sys\n"
+            "import vem.runtime.run, vem.runtime.cluster, vem.runtime.cli\n"
+            "vem.runtime.run.build_parser().parse_args(['v.mp4', '--ray', 'local'])\n"
+            "print('ray' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
