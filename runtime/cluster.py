@@ -33,7 +33,7 @@ import sys
 import time
 
 from .errors import BundleError, InputError, OutputError, UsageError, VemError
-from .interrupt import Interrupted, describe
+from .interrupt import Interrupted
 from .progress import BatchProgress, Progress
 from .run import FAILED, Outputs, VideoOutcome, as_failure, generate_captured, print_outcome
 
@@ -219,8 +219,6 @@ def run_on_ray(args: argparse.Namespace, videos: list[str], plans: dict[str, Out
                         remove_partials(path)
         finally:
             ray.shutdown()
-    if stopped is not None:
-        print(f"error: {describe(stopped)}; no partial output was left", file=sys.stderr)
     extra = {"mode": "ray", "ray_address": args.ray, "workers": len(actors), "cpus_per_worker": cpus,
              "gpus_per_worker": gpus, "nodes": len(nodes),
              "cluster_ready_s": round(ready_s, 3) if ready_s is not None else None}

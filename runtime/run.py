@@ -623,12 +623,17 @@ def skip_existing(args: argparse.Namespace, videos: list[str], plans: dict[str, 
 
 
 def finish_batch(args: argparse.Namespace, videos: list[str], outcomes: dict[str, VideoOutcome], several: bool,
-                 started: float, extra: dict | None = None, interrupted: int | None = None) -> int:
-    """The end of a batch, local or on a cluster: the counts line, the --summary JSON and the last
-    line naming the failures (in the order the videos were given); returns the exit code: that
-    of the first failure, or of the signal that stopped the run."""
+                 started: float, extra: dict | None = None, stopped: KeyboardInterrupt | None = None) -> int:
+    """The end of a batch, local or on a cluster: the counts line, the --summary JSON and the line
+    naming the failures (in the order the videos were given), last unless a signal ``stopped``
+    the run (then its line is last); returns the exit code: that of the first failure, or of the
+    signal."""
     import time
 
+    interrupted = None
+    if stopped is not None:
+        stopped = stopped if isinstance(stopped, Interrupted) else Interrupted()
+        interrupted = stopped.exit_code
     ordered = [outcomes.get(video) or VideoOutcome(video, NOT_RUN, "") for video in videos]
     failures = [outcome for outcome in ordered if outcome.status == FAILED]
     counts = {status: sum(outcome.status == status for outcome in ordered)
@@ -652,6 +657,8 @@ def finish_batch(args: argparse.Namespace, videos: list[str], outcomes: dict[str
     if failures and several:
         print(f"{len(failures)} of {len(videos)} videos failed: "
               + ", ".join(outcome.video for outcome in failures), file=sys.stderr)
+    if stopped is not None:
+        _interrupted(stopped, "; no partial output was left")
     return code
 
 
@@ -743,8 +750,7 @@ def _main(args: argparse.Namespace) -> int:
 
             outcomes, extra, stopped = run_on_ray(args, todo, plans, parse, parse_source)
             outcomes.update(skipped)
-            return finish_batch(args, videos, outcomes, several, started, extra,
-                                interrupted=stopped.exit_code if stopped is not None else None)
+            return finish_batch(args, videos, outcomes, several, started, extra, stopped=stopped)
         pipeline = None
         if todo:
             from .pipeline import Pipeline
@@ -760,11 +766,8 @@ def _main(args: argparse.Namespace) -> int:
         try:
             outcome = generate_video(pipeline, args, video, plans[video], parse, parse_source,
                                      checked if not several else None)
-        except KeyboardInterrupt as error:
-            code = _interrupted(error, "; no partial output was left")
-            if args.summary:  # what was done before the stop (the rest: "not run")
-                finish_batch(args, videos, outcomes, False, started, interrupted=code)
-            return code
+        except KeyboardInterrupt as error:  # the summary says what was done before the stop
+            return finish_batch(args, videos, outcomes, several, started, stopped=error)
         outcomes[video] = outcome
         print_outcome(outcome, args.quiet)
     return finish_batch(args, videos, outcomes, several, started)

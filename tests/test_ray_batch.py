@@ -148,32 +148,66 @@ def test_ray_batch_matches_sequential_and_skip_existing_continues(batch):
     assert _gone(ray_tmp) == []
 
 
-def test_ctrl_c_on_a_ray_batch_shuts_the_cluster_down_and_leaves_nothing(tmp_path):
+def _generating_worker(ray_tmp: str, timeout: float = 180.0) -> int:
+    """The pid of one of this run's Ray workers while it generates a video (found by its process
+    title and its RAY_TMPDIR, which the workers inherit from the driver)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if title.startswith(b"ray::VideoWorker.generate") and \
+                        f"RAY_TMPDIR={ray_tmp}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    return int(pid)
+            except OSError:
+                continue
+        time.sleep(0.2)
+    raise AssertionError("no Ray worker started generating")
+
+
+def _read_until(stream, predicate, seen: list[str]) -> str:
+    while True:
+        line = stream.readline()
+        assert line, "".join(seen)  # the run ended first
+        seen.append(line)
+        if predicate(line):
+            return line
+
+
+def test_a_lost_worker_fails_its_video_alone_and_ctrl_c_shuts_the_cluster_down(tmp_path):
     pytest.importorskip("ray", reason="vem-run --ray needs the cluster extra (pip install -e '.[cluster]')")
     folder = tmp_path / "in"
     folder.mkdir()
-    for name in ("one", "two", "three", "four"):
+    names = ("one", "two", "three", "four", "five")
+    for name in names:
         _slideshow(folder / f"{name}.mp4", name, seconds=12.0)
     out = tmp_path / "out"
     out.mkdir()
     process, ray_tmp = _vem_run_ray(tmp_path, "in", "-o", "out", "--summary", "s.json")
-    # Wait until the workers are generating (the first progress line), then Ctrl-C.
-    seen = []
-    while not (seen and seen[-1].startswith("[1/4] ")):
-        line = process.stderr.readline()
-        assert line, "".join(seen) + process.stderr.read()  # ended before a video was done
-        seen.append(line)
-    assert seen[-1].startswith("[1/4] done "), "".join(seen)
+    # A node lost mid-video: SIGKILL one worker while it generates. Its video fails, alone.
+    victim = _generating_worker(ray_tmp)
+    os.kill(victim, signal.SIGKILL)
+    seen: list[str] = []
+    failed = _read_until(process.stderr, lambda line: line.startswith("[") and " failed " in line, seen)
+    lost = failed.split()[2]
+    assert f"error: {lost}: the Ray worker " in "".join(seen) and f":{victim} stopped while generating it" \
+        in "".join(seen)
+    # The other worker goes on; once it has finished a video, Ctrl-C.
+    _read_until(process.stderr, lambda line: line.startswith("[") and " done " in line, seen)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGINT, stderr
-    assert stderr.strip().splitlines()[-1] == "error: interrupted; no partial output was left"
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGINT, "".join(seen) + rest
+    assert rest.strip().splitlines()[-1] == "error: interrupted; no partial output was left"
     assert _hidden(out) == []  # the killed workers' temporary files were swept
     finished = {p.name for p in out.iterdir()}
-    for name in ("one", "two", "three", "four"):  # all of a video's outputs, or none
-        assert {f"{name}.vem.wav", f"{name}.vem.mp4"} & finished in (set(), {f"{name}.vem.wav", f"{name}.vem.mp4"})
+    for name in names:  # all of a video's outputs, or none
+        both = {f"{name}.vem.wav", f"{name}.vem.mp4"}
+        assert both & finished in (set(), both)
     summary = json.loads((tmp_path / "s.json").read_text())
-    assert summary["exit_code"] == 130 and summary["done"] >= 1 and summary["not_run"] >= 1
+    assert summary["exit_code"] == 130 and summary["failed"] == 1 and summary["done"] >= 1
+    assert summary["not_run"] >= 1  # stopped before the end
+    entry = next(r for r in summary["results"] if r["status"] == "failed")
+    assert entry["video"] == lost and entry["exit_code"] == 1 and entry["worker"].endswith(f":{victim}")
     assert _gone(ray_tmp) == []
 
 
