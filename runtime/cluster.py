@@ -163,7 +163,7 @@ def run_on_ray(args: argparse.Namespace, videos: list[str], plans: dict[str, Out
         threads = max(1, int(cpus)) if gpus == 0 else None
         remote = ray.remote(VideoWorker).options(num_cpus=cpus, num_gpus=gpus, max_restarts=0)
         actors = [remote.remote(args, cwd, threads) for _ in range(workers)]
-        ready = _wait_all(ray, [actor.ready.remote() for actor in actors])
+        ready = _wait_all(ray, [actor.ready.remote() for actor in actors], quiet=args.quiet)
         for state in ready:
             if state["failure"] is not None:
                 code, message, hint = state["failure"]
@@ -225,11 +225,21 @@ def run_on_ray(args: argparse.Namespace, videos: list[str], plans: dict[str, Out
     return outcomes, extra, stopped
 
 
-def _wait_all(ray, refs: list) -> list:
-    """ray.get of several refs, in short waits so that a signal is seen at once."""
+WAIT_NOTICE_S = 30.0  # after this long without all workers, say what the run is waiting for
+
+
+def _wait_all(ray, refs: list, quiet: bool = False) -> list:
+    """ray.get of the workers' first replies, in short waits so that a signal is seen at once;
+    says so when it waits long (a busy cluster: the workers wait for free CPUs or GPUs)."""
     pending = list(refs)
+    started = time.perf_counter()
+    told = quiet
     while pending:
         _, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
+        if pending and not told and time.perf_counter() - started > WAIT_NOTICE_S:
+            print(f"waiting for {len(pending)} of {len(refs)} Ray workers to start (the cluster's CPUs or "
+                  "GPUs may be taken by other jobs)", file=sys.stderr, flush=True)
+            told = True
     return ray.get(refs)
 
 

@@ -667,11 +667,15 @@ def _summary_force(args: argparse.Namespace) -> bool:
     return bool(args.force or getattr(args, "skip_existing", False))
 
 
-def check_summary_path(args: argparse.Namespace, inputs: list[str]) -> None:
-    """Refuse a --summary file that cannot be written, before any work (exit 5)."""
+def check_summary_path(args: argparse.Namespace, inputs: list[str], plans: dict[str, Outputs]) -> None:
+    """Refuse a --summary file that cannot be written, or that a video's output would overwrite,
+    before any work (exit 5 and 2)."""
     from .atomic import check_output_path, check_writable_folder
 
     if args.summary:
+        for video, outputs in plans.items():
+            if os.path.abspath(args.summary) in map(os.path.abspath, outputs.files()):
+                raise UsageError(f"--summary {args.summary}: {video} would write that file too")
         final = check_output_path(args.summary, force=_summary_force(args), inputs=inputs)
         check_writable_folder(os.path.dirname(final), display=args.summary)
 
@@ -727,7 +731,7 @@ def _main(args: argparse.Namespace) -> int:
         if args.parse and several:
             raise UsageError("--parse describes one video; give one video with it")
         plans = _plan_all(args, videos, several, from_folder)
-        check_summary_path(args, videos)
+        check_summary_path(args, videos, plans)
         skipped = skip_existing(args, videos, plans)
         todo = [video for video in videos if video not in skipped]
         checked = None
