@@ -151,6 +151,34 @@ def _commit(temp: str, final: str, force: bool) -> None:
     os.unlink(temp)
 
 
+def remove_partials(path: str | os.PathLike) -> list[str]:
+    """Remove the temporary files `atomic_output` left for ``path`` when its writer was killed
+    (SIGKILL: no ``finally`` ran), and those of writers nested in it; return what was removed.
+
+    A process that is stopped by a signal cleans up itself; this is for the one that cannot, such
+    as a Ray worker killed by the driver: the driver sweeps each output that worker was writing.
+    Only hidden names that `_create_temp` makes for this output (``.<stem>.<8 hex>.partial<ext>``,
+    nested ones with more leading dots) are touched."""
+    import re
+
+    final = os.path.abspath(os.fspath(path))
+    folder, name = os.path.split(final)
+    stem, ext = os.path.splitext(name)
+    room = _name_max(folder) - len(os.fsencode(f"..{'0' * 8}.partial{ext}"))
+    stem = os.fsdecode(os.fsencode(stem)[:max(room, 1)]) or "vem"
+    pattern = re.compile(r"\.+" + re.escape(stem) + r"\.[0-9a-f]{8}\.partial.*" + re.escape(ext) + r"\Z")
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for entry in names:
+        if pattern.match(entry):
+            _remove_quietly(os.path.join(folder, entry))
+            removed.append(os.path.join(folder, entry))
+    return removed
+
+
 def _remove_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)

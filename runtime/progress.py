@@ -68,3 +68,66 @@ class Progress:
 
 
 NO_PROGRESS = Progress("off")
+
+
+class BatchProgress:
+    """Videos of a batch across workers: done, failed, running, and the throughput so far.
+
+    On a terminal one bar for the whole batch (``videos 3/6 ... failed 1, running 2``); otherwise
+    one line per finished video (``[3/6] done a.mp4 on host:1234 in 4.1 s; 1 failed, 2 running,
+    5.2 videos/min``); nothing with ``quiet``. `write` prints other text without breaking the bar."""
+
+    def __init__(self, progress: Progress, total: int):
+        self.mode = progress.mode
+        self.stream = progress.stream
+        self.total = total
+        self.finished: dict[str, int] = {}
+        self.running = 0
+        self.started = time.perf_counter()
+        self._bar = None
+        if self.mode == "bar":
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc="videos", unit="video", file=self.stream, dynamic_ncols=True)
+
+    @property
+    def count(self) -> int:
+        return sum(self.finished.values())
+
+    def per_minute(self) -> float:
+        seconds = time.perf_counter() - self.started
+        return 60.0 * self.finished.get("done", 0) / seconds if seconds > 0 else 0.0
+
+    def start(self, count: int = 1) -> None:
+        self.running += count
+        self._postfix()
+
+    def finish(self, video: str, status: str, worker: str, seconds: float) -> None:
+        self.running = max(0, self.running - 1)
+        self.finished[status] = self.finished.get(status, 0) + 1
+        if self._bar is not None:
+            self._bar.update(1)
+            self._postfix()
+        elif self.mode == "lines":
+            failed = self.finished.get("failed", 0)
+            print(f"[{self.count}/{self.total}] {status} {video} on {worker} in {seconds:.1f} s; "
+                  f"{failed} failed, {self.running} running, {self.per_minute():.1f} videos/min",
+                  file=self.stream, flush=True)
+
+    def _postfix(self) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"failed {self.finished.get('failed', 0)}, running {self.running}")
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Print inside this block (to any stream) without tearing the bar."""
+        if self._bar is None:
+            yield
+            return
+        with self._bar.external_write_mode(file=self.stream):
+            yield
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

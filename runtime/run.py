@@ -84,6 +84,28 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no progress or summary (progress is a bar per stage on a terminal, otherwise one line "
                              "per stage on stderr)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    batch = parser.add_argument_group("batches and clusters")
+    batch.add_argument("--skip-existing", action="store_true",
+                       help="skip a video whose outputs all exist already (to continue a batch that was "
+                            "interrupted); it is named on stderr and counted in the summary")
+    batch.add_argument("--summary", metavar="JSON",
+                       help="write a JSON summary of the run: per video its status (done, failed, skipped), "
+                            "worker, seconds and outputs (replaced without --force when --skip-existing "
+                            "continues a run)")
+    batch.add_argument("--ray", metavar="ADDRESS",
+                       help="generate on a Ray cluster: 'local' starts one on this machine, anything else is "
+                            "the address of a running cluster (ray start --head). Each worker loads the "
+                            "bundle once; inputs and outputs must be at the same paths on every node "
+                            "(shared storage). Needs the cluster extra: pip install \"vem[cluster]\"")
+    batch.add_argument("--ray-workers", type=int, metavar="N",
+                       help="pipelines to start (default: as many as the cluster's GPUs or CPUs allow, at most "
+                            "one per video)")
+    batch.add_argument("--cpus-per-worker", type=float, metavar="N",
+                       help="CPU cores per worker, also its ONNX Runtime threads on a CPU (default: 1 with GPUs, "
+                            "else 4, at most the cores of the largest node)")
+    batch.add_argument("--gpus-per-worker", type=float, metavar="N",
+                       help="GPUs per worker (default: 1 when the cluster has GPUs, else 0; 0.5 puts two "
+                            "pipelines on each GPU)")
     return parser
 
 
@@ -196,6 +218,30 @@ def check_flags(args: argparse.Namespace) -> None:
         unknown = unknown_tags(normalise_tags(args.tags))
         if unknown:
             raise UsageError(f"unknown tag(s) {', '.join(unknown)}; known tags: {', '.join(TAG_VOCABULARY)}")
+    check_batch_flags(args)
+
+
+def check_batch_flags(args: argparse.Namespace) -> None:
+    """UsageError for the cluster flags: they need --ray, and counts must be positive."""
+    import math
+
+    ray_only = [flag for flag, value in (("--ray-workers", getattr(args, "ray_workers", None)),
+                                         ("--cpus-per-worker", getattr(args, "cpus_per_worker", None)),
+                                         ("--gpus-per-worker", getattr(args, "gpus_per_worker", None)))
+                if value is not None]
+    if ray_only and not getattr(args, "ray", None):
+        raise UsageError(f"{', '.join(ray_only)} only apply with --ray ADDRESS",
+                         hint="add --ray local to use the cores of this machine")
+    if getattr(args, "ray", None) is not None and not args.ray.strip():
+        raise UsageError("--ray needs an address: 'local', or a running cluster's (host:port, ray://host:port, auto)")
+    if getattr(args, "ray_workers", None) is not None and args.ray_workers < 1:
+        raise UsageError(f"--ray-workers must be at least 1, got {args.ray_workers}")
+    cpus = getattr(args, "cpus_per_worker", None)
+    if cpus is not None and not (math.isfinite(cpus) and cpus > 0):
+        raise UsageError(f"--cpus-per-worker must be a positive number, got {cpus:g}")
+    gpus = getattr(args, "gpus_per_worker", None)
+    if gpus is not None and not (math.isfinite(gpus) and gpus >= 0):
+        raise UsageError(f"--gpus-per-worker must be 0 or more, got {gpus:g}")
 
 
 def _free_bytes(folder: str) -> int | None:
@@ -450,20 +496,25 @@ def _plan_all(args: argparse.Namespace, videos: list[str], several: bool,
     return plans
 
 
+def as_failure(error: BaseException) -> VemError:
+    """The VemError a failure is reported as (its exit code inside): an OS-level failure no writer
+    turned into OutputError becomes one (or a bug, exit 1); anything else unexpected is a bug."""
+    if isinstance(error, VemError):
+        return error
+    if isinstance(error, OSError):
+        from .atomic import WRITE_ERRNOS, describe_os_error
+
+        where = f"{error.filename}: " if getattr(error, "filename", None) else ""
+        return OutputError(f"{where}{describe_os_error(error)}") if error.errno in WRITE_ERRNOS \
+            else VemError(f"unexpected {type(error).__name__}: {where}{describe_os_error(error)}")
+    return VemError(f"unexpected {type(error).__name__}: {error}")
+
+
 def _report_error(error: BaseException, debug: bool) -> VemError:
     """Print one failure the way the README promises; return it as a VemError (exit code inside)."""
     if debug:
         traceback.print_exception(type(error), error, error.__traceback__)
-    if isinstance(error, VemError):
-        failure = error
-    elif isinstance(error, OSError):  # an OS-level failure no writer turned into OutputError
-        from .atomic import WRITE_ERRNOS, describe_os_error
-
-        where = f"{error.filename}: " if getattr(error, "filename", None) else ""
-        failure = OutputError(f"{where}{describe_os_error(error)}") if error.errno in WRITE_ERRNOS \
-            else VemError(f"unexpected {type(error).__name__}: {where}{describe_os_error(error)}")
-    else:
-        failure = VemError(f"unexpected {type(error).__name__}: {error}")
+    failure = as_failure(error)
     print(failure.user_message(), file=sys.stderr)
     return failure
 
@@ -471,6 +522,169 @@ def _report_error(error: BaseException, debug: bool) -> VemError:
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings (an engine that does not fit this GPU, ...) as one ``warning: ...`` line each."""
     print("warning: " + " ".join(str(message).split()), file=sys.stderr)
+
+
+# --- One video of a batch, wherever it runs ------------------------------------------------------
+
+DONE, FAILED, SKIPPED, NOT_RUN = "done", "failed", "skipped", "not run"
+
+
+@dataclass
+class VideoOutcome:
+    """What became of one video of a batch: the summary JSON's entry, and what to print for it.
+
+    A local batch prints as it goes (``stderr`` stays empty); a Ray worker captures its stderr
+    (warnings, the error and, with --debug, the traceback) and the driver prints it, so that a
+    cluster run prints what a local batch prints."""
+
+    video: str
+    status: str  # DONE, FAILED, SKIPPED or NOT_RUN (interrupted before it started)
+    worker: str = "local"
+    seconds: float = 0.0
+    outputs: list[str] | None = None  # the files of this video (written, or found by --skip-existing)
+    exit_code: int = EXIT_OK
+    error: str | None = None  # the failure's one-line message
+    stderr: str = ""  # captured on a worker: printed by the driver
+    summary: str | None = None  # the per-video summary lines (stdout, unless -q)
+
+    def to_json(self) -> dict:
+        return {"video": self.video, "status": self.status, "worker": self.worker,
+                "seconds": round(self.seconds, 3), "outputs": list(self.outputs or []),
+                "exit_code": self.exit_code, "error": self.error}
+
+
+def outputs_exist(outputs: Outputs) -> bool:
+    """Whether every output of a video is there already (--skip-existing skips it then)."""
+    files = outputs.files()
+    return bool(files) and all(os.path.isfile(path) for path in files)
+
+
+def generate_video(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, parse=None,
+                   parse_source: dict | None = None, checked: Checked | None = None,
+                   worker: str = "local", print_errors: bool = True) -> VideoOutcome:
+    """`run_one` for one video of a batch, as a `VideoOutcome`: the one place a local batch and a
+    Ray worker generate a video. A failure is caught (each video fails on its own) and, with
+    ``print_errors``, printed as the README promises; a signal (KeyboardInterrupt) goes through."""
+    import time
+
+    started = time.perf_counter()
+    try:
+        report = run_one(pipeline, args, video, outputs, parse, parse_source, checked)
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:  # noqa: BLE001 - each video fails on its own; the others go on
+        if print_errors:
+            failure = _report_error(error, args.debug)
+        else:
+            failure = as_failure(error)
+        return VideoOutcome(video, FAILED, worker, time.perf_counter() - started, [], failure.exit_code,
+                            failure.message)
+    return VideoOutcome(video, DONE, worker, time.perf_counter() - started, outputs.files(),
+                        summary=summary(report))
+
+
+def generate_captured(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, parse=None,
+                      parse_source: dict | None = None, worker: str = "local") -> VideoOutcome:
+    """`generate_video` with its stderr captured into the outcome (a Ray worker's stderr is not
+    the user's terminal): warnings, and the error as `_report_error` prints it."""
+    import contextlib
+    import io
+    import warnings
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stderr(buffer), warnings.catch_warnings():
+        if not args.debug:
+            warnings.showwarning = _show_warning
+        outcome = generate_video(pipeline, args, video, outputs, parse, parse_source, None, worker)
+    outcome.stderr = buffer.getvalue()
+    return outcome
+
+
+def print_outcome(outcome: VideoOutcome, quiet: bool) -> None:
+    """What a batch prints for a finished video (the driver's half of `generate_captured`)."""
+    if outcome.stderr:
+        sys.stderr.write(outcome.stderr)
+        sys.stderr.flush()
+    if outcome.status == DONE and outcome.summary and not quiet:
+        print(outcome.summary, flush=True)
+
+
+def skip_existing(args: argparse.Namespace, videos: list[str], plans: dict[str, Outputs]) -> dict[str, VideoOutcome]:
+    """--skip-existing: the videos whose outputs all exist, as SKIPPED outcomes (each named on stderr)."""
+    skipped: dict[str, VideoOutcome] = {}
+    if not getattr(args, "skip_existing", False):
+        return skipped
+    for video in videos:
+        if outputs_exist(plans[video]):
+            skipped[video] = VideoOutcome(video, SKIPPED, "", 0.0, plans[video].files())
+            if not args.quiet:
+                print(f"skip: {video}: its outputs exist ({', '.join(plans[video].files())})", file=sys.stderr)
+    return skipped
+
+
+def finish_batch(args: argparse.Namespace, videos: list[str], outcomes: dict[str, VideoOutcome], several: bool,
+                 started: float, extra: dict | None = None, stopped: KeyboardInterrupt | None = None) -> int:
+    """The end of a batch, local or on a cluster: the counts line, the --summary JSON and the line
+    naming the failures (in the order the videos were given), last unless a signal ``stopped``
+    the run (then its line is last); returns the exit code: that of the first failure, or of the
+    signal."""
+    import time
+
+    interrupted = None
+    if stopped is not None:
+        stopped = stopped if isinstance(stopped, Interrupted) else Interrupted()
+        interrupted = stopped.exit_code
+    ordered = [outcomes.get(video) or VideoOutcome(video, NOT_RUN, "") for video in videos]
+    failures = [outcome for outcome in ordered if outcome.status == FAILED]
+    counts = {status: sum(outcome.status == status for outcome in ordered)
+              for status in (DONE, FAILED, SKIPPED, NOT_RUN)}
+    wall = time.perf_counter() - started
+    code = interrupted if interrupted is not None else failures[0].exit_code if failures else EXIT_OK
+    if args.summary:
+        data = {"videos": len(videos), **{status.replace(" ", "_"): count for status, count in counts.items()},
+                "wall_s": round(wall, 3),
+                "videos_per_minute": round(60.0 * counts[DONE] / wall, 3) if wall > 0 else None,
+                "exit_code": code, "seed": args.seed, **(extra or {"mode": "local", "workers": 1}),
+                "results": [outcome.to_json() for outcome in ordered]}
+        try:
+            _write_summary(args, data)
+        except Exception as error:  # noqa: BLE001 - the videos are done; say why the summary is not
+            failure = _report_error(error, args.debug)
+            code = code or failure.exit_code
+    if several and not args.quiet and interrupted is None and (counts[SKIPPED] or extra is not None):
+        parts = [f"{counts[DONE]} done"] + [f"{counts[s]} {s}" for s in (SKIPPED, FAILED, NOT_RUN) if counts[s]]
+        print(f"{len(videos)} videos: {', '.join(parts)} in {wall:.1f} s", file=sys.stderr)
+    if failures and several:
+        print(f"{len(failures)} of {len(videos)} videos failed: "
+              + ", ".join(outcome.video for outcome in failures), file=sys.stderr)
+    if stopped is not None:
+        _interrupted(stopped, "; no partial output was left")
+    return code
+
+
+def _summary_force(args: argparse.Namespace) -> bool:
+    # A run continued with --skip-existing rewrites its summary: it describes the batch as it stands.
+    return bool(args.force or getattr(args, "skip_existing", False))
+
+
+def check_summary_path(args: argparse.Namespace, inputs: list[str], plans: dict[str, Outputs]) -> None:
+    """Refuse a --summary file that cannot be written, or that a video's output would overwrite,
+    before any work (exit 5 and 2)."""
+    from .atomic import check_output_path, check_writable_folder
+
+    if args.summary:
+        for video, outputs in plans.items():
+            if os.path.abspath(args.summary) in map(os.path.abspath, outputs.files()):
+                raise UsageError(f"--summary {args.summary}: {video} would write that file too")
+        final = check_output_path(args.summary, force=_summary_force(args), inputs=inputs)
+        check_writable_folder(os.path.dirname(final), display=args.summary)
+
+
+def _write_summary(args: argparse.Namespace, data: dict) -> None:
+    from .atomic import atomic_output
+
+    with atomic_output(args.summary, force=_summary_force(args)) as temp:
+        _write_json_to(temp, data)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -499,26 +713,35 @@ def _interrupted(error: KeyboardInterrupt, detail: str) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    import time
+
     debug = args.debug
+    started = time.perf_counter()
     try:
         from .parse_schema import check_cuts_agree, load_parse
-        from .pipeline import Pipeline
         from .tags import TAG_VOCABULARY
 
         check_flags(args)
+        if args.ray:
+            from .extras import require
+
+            require("ray", "cluster", "vem-run --ray")
         videos, from_folder = expand_inputs(args.videos)
         several = len(videos) > 1 or bool(from_folder)
         if args.parse and several:
             raise UsageError("--parse describes one video; give one video with it")
         plans = _plan_all(args, videos, several, from_folder)
+        check_summary_path(args, videos, plans)
+        skipped = skip_existing(args, videos, plans)
+        todo = [video for video in videos if video not in skipped]
         checked = None
-        if not several:
+        if not several and todo and not args.ray:
             # Cheap checks before the slow bundle load: a bad file or output fails in a moment.
             checked = check_input(args, videos[0], plans[videos[0]])
             for warning in checked.warnings:
                 print(f"warning: {videos[0]}: {warning}", file=sys.stderr)
         parse = parse_source = None
-        if args.parse:
+        if args.parse and todo:
             try:
                 # Tags are checked against the runtime's vocabulary: the bundle knows no others.
                 parse = load_parse(args.parse, vocabulary=TAG_VOCABULARY)
@@ -526,27 +749,30 @@ def _main(args: argparse.Namespace) -> int:
                 parse_source = _parse_source(args.parse)
             except (OSError, ValueError) as error:  # ParseError names the file and the field
                 raise InputError(f"bad parse JSON: {error}") from None
-        pipeline = Pipeline.load(args.bundle, backend=args.backend, precision=args.precision,
-                                 components=Pipeline.PARSE_COMPONENTS if args.parse_only else None)
+        if args.ray and todo:
+            from .cluster import run_on_ray
+
+            outcomes, extra, stopped = run_on_ray(args, todo, plans, parse, parse_source)
+            outcomes.update(skipped)
+            return finish_batch(args, videos, outcomes, several, started, extra, stopped=stopped)
+        pipeline = None
+        if todo:
+            from .pipeline import Pipeline
+
+            pipeline = Pipeline.load(args.bundle, backend=args.backend, precision=args.precision,
+                                     components=Pipeline.PARSE_COMPONENTS if args.parse_only else None)
     except KeyboardInterrupt as error:
         return _interrupted(error, "")
     except Exception as error:  # noqa: BLE001 - every failure becomes one message and an exit code
         return _report_error(error, debug).exit_code
-    failures: list[tuple[str, VemError]] = []
-    for video in videos:
+    outcomes: dict[str, VideoOutcome] = dict(skipped)
+    for video in todo:
         try:
-            report = run_one(pipeline, args, video, plans[video], parse, parse_source,
-                             checked if not several else None)
-            if not args.quiet:
-                print(summary(report))
-        except KeyboardInterrupt as error:
-            return _interrupted(error, "; no partial output was left")
-        except Exception as error:  # noqa: BLE001 - each video fails on its own; the others go on
-            failures.append((video, _report_error(error, debug)))
-    if failures and several:
-        print(f"{len(failures)} of {len(videos)} videos failed: "
-              + ", ".join(video for video, _ in failures), file=sys.stderr)
-    if failures:
-        # Several videos: the code of the first failure (all failed the same way, usually).
-        return failures[0][1].exit_code
-    return EXIT_OK
+            outcome = generate_video(pipeline, args, video, plans[video], parse, parse_source,
+                                     checked if not several else None)
+        except KeyboardInterrupt as error:  # the summary says what was done before the stop
+            return finish_batch(args, videos, outcomes, several, started, stopped=error)
+        outcomes[video] = outcome
+        print_outcome(outcome, args.quiet)
+    return finish_batch(args, videos, outcomes, several, started)
+
