@@ -294,7 +294,9 @@ def rhythm_lines(folder: Path = RESULTS) -> list[str]:
         data = json.loads(path.read_text())
         command = str(data.get("command", ""))
         if command.startswith("python -m benchmarks.rhythm_real"):
-            lines += [f"Beats on the true cuts of held-out real-photo slideshows (`{command}`, {path.name}; "
+            before = ("Before (the previous version's behaviour: one steady tempo from all transitions, no "
+                      "onset compensation): " if "--raw" in command else "")
+            lines += [f"{before}Beats on the true cuts of held-out real-photo slideshows (`{command}`, {path.name}; "
                       f"{data['precision']} bundle, beats tracked by {data['tracker']} in the written waveform; "
                       f"grid = share of cuts the asked grid puts within 70 ms of a beat, follow = median tracked "
                       f"beat - asked beat):", "",
@@ -309,11 +311,12 @@ def rhythm_lines(folder: Path = RESULTS) -> list[str]:
         elif command.startswith("python -m benchmarks.synth_tempo_maps"):
             lines += [f"Steady against tempo-map music, vem-synth clips with their true parses (`{command}`, "
                       f"{path.name}; beats by {data['tracker']}):", "",
-                      "| set | clips | hard cuts | beat within 70 ms | random cut times | reference beats matched |",
-                      "|---|---:|---:|---:|---:|---:|"]
+                      "| set | clips | hard cuts | beat within 70 ms | random cut times | grid | asked beats followed "
+                      "| reference beats matched |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
             for kind, item in data["sets"].items():
                 s = item["summary"]
                 lines.append(f"| {kind} | {s['clips']} | {s['cuts']} | {s['hit_70ms']:.3f} | {s['chance_70ms']:.3f} "
+                             f"| {s['grid_hit_70ms']:.3f} | {s['asked_beats_followed']:.3f} "
                              f"| {s['reference_beats_matched']:.3f} |")
             lines.append("")
     return lines

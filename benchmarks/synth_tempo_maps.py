@@ -8,8 +8,10 @@ reference music's tempo glides by up to 4 % per bar and the cuts fall on its mov
 clip goes through the shipped bundle with its ground-truth parse (as `vem-run --parse` would) and
 default settings, so the runtime plans the tempo from the true cuts (`--tempo auto`: a map where no
 steady tempo holds them). Beats are tracked in the written waveform (madmom by default). Per set:
-the share of hard cuts with a beat within 70 ms beside the random-cut-time rate, and the share of
-the reference music's beats that the written music also has within 70 ms. The demo adapter was
+the share of hard cuts with a beat within 70 ms beside the random-cut-time rate, and the share the
+asked grid itself reaches (the tempo plan's limit), the share of asked beats that the written music
+has within 70 ms (how well the model follows what it is asked), and the share of the reference
+music's beats that the written music also has within 70 ms. The demo adapter was
 trained on steady music only: if the ``map`` set scores as well as the ``steady`` set, a map is
 followed without retraining.
 """
@@ -35,6 +37,7 @@ def _near(events: np.ndarray, targets: np.ndarray, tolerance: float = 0.07) -> i
 
 
 def run(clips: int, seed: int, tracker: str, folder: Path, verbose: bool = True) -> dict:
+    from benchmarks.rhythm_real import requested_beats
     from vem.runtime import Pipeline
     from vem.runtime.audio import write_audio
     from vem.runtime.beats import track_beats_file
@@ -59,14 +62,20 @@ def run(clips: int, seed: int, tracker: str, folder: Path, verbose: bool = True)
             duration = parse.video.duration_s
             inside = reference[(reference > 0.5) & (reference < duration - 1.2)]  # away from the fades
             tempo = generation.report["tempo"] or {}
+            asked = requested_beats(tempo, duration)
+            follow = [float(beats[np.argmin(np.abs(beats - a))] - a) for a in asked
+                      if beats.size and 0.5 < a < duration - 1.2]
             row = {"clip": clip.video.name, "cuts": int(cuts.size), "hits": _near(beats, cuts),
+                   "grid_hits": _near(asked, cuts),
+                   "follow_within_70ms": float(np.mean(np.abs(follow) <= 0.07)) if follow else None,
                    "chance_70ms": chance_hit_rate(beats, duration) if beats.size else 0.0,
                    "reference_beats": int(inside.size), "reference_matched": _near(beats, inside),
                    "bpm_range": (parse.extra.get("synth") or {}).get("tempo_map", {}).get("bpm_range"),
                    "plan": tempo.get("source"), "why": tempo.get("why")}
             rows.append(row)
             if verbose:
-                print(f"{kind} {row['clip']}: cuts {row['cuts']} hits {row['hits']} chance {row['chance_70ms']:.2f} "
+                print(f"{kind} {row['clip']}: cuts {row['cuts']} hits {row['hits']} grid {row['grid_hits']} "
+                      f"followed {row['follow_within_70ms']} chance {row['chance_70ms']:.2f} "
                       f"reference beats {row['reference_matched']}/{row['reference_beats']} range {row['bpm_range']} "
                       f"plan {row['plan']}", file=sys.stderr)
         cuts = sum(r["cuts"] for r in rows)
@@ -74,6 +83,9 @@ def run(clips: int, seed: int, tracker: str, folder: Path, verbose: bool = True)
             "summary": {
                 "clips": len(rows), "cuts": cuts,
                 "hit_70ms": sum(r["hits"] for r in rows) / max(cuts, 1),
+                "grid_hit_70ms": sum(r["grid_hits"] for r in rows) / max(cuts, 1),
+                "asked_beats_followed": float(np.mean([r["follow_within_70ms"] for r in rows
+                                                       if r["follow_within_70ms"] is not None])),
                 "chance_70ms": float(sum(r["cuts"] * r["chance_70ms"] for r in rows) / max(cuts, 1)),
                 "reference_beats_matched": (sum(r["reference_matched"] for r in rows)
                                             / max(sum(r["reference_beats"] for r in rows), 1)),
@@ -98,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     for kind, data in result["sets"].items():
         s = data["summary"]
         print(f"{kind}: {s['clips']} clips, {s['cuts']} hard cuts: beat within 70 ms of {s['hit_70ms']:.3f} "
-              f"(random cut times {s['chance_70ms']:.3f}); reference beats matched {s['reference_beats_matched']:.3f}; "
+              f"(random cut times {s['chance_70ms']:.3f}); the asked grid reaches {s['grid_hit_70ms']:.3f}; asked beats "
+              f"followed {s['asked_beats_followed']:.3f}; reference beats matched {s['reference_beats_matched']:.3f}; "
               f"plans {s['plans']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

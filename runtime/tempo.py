@@ -158,13 +158,13 @@ def beat_grid(beats_s, frames: int, frames_per_second: float, start_s: float = 0
 # smoothly between hit points so that each lands on a beat. `tempo_map` chooses, between each pair
 # of consecutive cuts, a whole number of beats whose tempo glides geometrically from where the
 # previous stretch ended -- so the tempo never jumps, and changes by at most
-# ``max_change_per_bar`` per bar of four beats -- inside TEMPO_RANGE_BPM, preferring stretches of
+# ``max_change_per_bar`` per bar of four beats -- from 70 BPM to FAST_BPM, preferring stretches of
 # whole bars (cuts on downbeats) and tempi near the pace word's. A cut that no such map can reach
 # (two cuts closer than one beat at the fastest tempo, or a tempo that would have to change faster
 # than the bound) is left off the grid, and the map says which and why.
 
 # Real scores move a few percent per bar in a ritardando or accelerando. 5 % per bar: on random
-# free edits `plan_tempo` then reaches 0.95 of the cuts, against 0.90 at 4 % and 0.96 at 6 %
+# free edits `plan_tempo` then reaches 0.925 of the cuts, against 0.883 at 4 % and 0.944 at 6 %
 # (`python -m benchmarks.tempo_map_bound`; docs/rhythm.md).
 MAX_CHANGE_PER_BAR = 0.05
 SKIP_COST = 4.0  # cost of leaving a cut off the grid, against the per-stretch costs below
