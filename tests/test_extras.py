@@ -11,7 +11,7 @@ import pytest
 from vem.runtime.extras import installed, missing_extra
 
 CASES = [
-    ("vem.runtime.cli", "eval_main", ["r.json"], ("librosa",), "eval"),
+    ("vem.runtime.cli", "eval_main", ["r.json"], ("librosa", "madmom"), "eval"),  # default tracker: madmom, else librosa
     ("vem.runtime.cli", "run_main", ["x.mp4", "--ray", "local"], ("ray",), "cluster"),
     ("vem.training.cli", "synth_main", ["--out", "x", "--count", "1"], ("scipy", "skimage"), "synth"),
     ("vem.training.cli", "train_main", ["vae", "--data", "x"], ("torch",), "export"),
