@@ -11,6 +11,14 @@ the global caption/tag tokens) + GEGLU feed-forward. In the final block of every
 transformer, attn1 is replaced by SG-CAtt (Eqs. 7-8, `vem.model.attention`); with depth 1 (the
 paper configuration) there is no self-attention at all and attention cost is linear in time.
 
+``config.unet.layout == "audioldm2"`` (the paper config) makes each attention slot AudioLDM 2's
+three transformers instead (`TransformerStack`): self + self-attention, self-attention + cross-
+attention to a ``loa_dim`` context (a projection of the global tokens, ``loa_proj``: AudioLDM 2's
+GPT-2 tokens have no VeM counterpart), and self-attention + cross-attention to the global tokens,
+with SG-CAtt added beside that last self-attention (zero-initialised output, so a converted
+AudioLDM 2 T-UNet starts as AudioLDM 2's; docs/audioldm2.md). ResBlocks and the output norm take
+``config.unet.norm_eps``.
+
 The TB adapter (Eq. 10, `vem.model.adapter`) modulates the output of every encoder block (each
 ResBlock of the down path, after that block's transformer if it has one).
 
@@ -71,12 +79,14 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv, + timestep embedding, GroupNorm-SiLU-conv (zero-init), + skip."""
 
-    def __init__(self, in_channels: int, emb_dim: int, out_channels: int):
+    def __init__(self, in_channels: int, emb_dim: int, out_channels: int, eps: float = 1e-6):
         super().__init__()
-        self.in_layers = nn.Sequential(group_norm(in_channels), nn.SiLU(), nn.Conv2d(in_channels, out_channels, 3, padding=1))
+        self.in_layers = nn.Sequential(
+            group_norm(in_channels, eps), nn.SiLU(), nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        )
         self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, out_channels))
         self.out_layers = nn.Sequential(
-            group_norm(out_channels), nn.SiLU(), zero_module(nn.Conv2d(out_channels, out_channels, 3, padding=1))
+            group_norm(out_channels, eps), nn.SiLU(), zero_module(nn.Conv2d(out_channels, out_channels, 3, padding=1))
         )
         self.skip = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
 
@@ -123,39 +133,56 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """attn1 (self-attention, or SG-CAtt when ``storyboard``) + attn2 (global tokens) + FF."""
+    """attn1 (self-attention, or SG-CAtt when ``storyboard``) + attn2 (global tokens) + FF.
 
-    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int, storyboard: bool, use_mask: bool):
+    ``context``: what attn2 reads: "global" (the global tokens), "self" (the block's own tokens:
+    AudioLDM 2's extra self-attention layer) or "loa" (the projected global tokens, ``loa_dim``).
+    ``keep_self_attention`` with ``storyboard``: SG-CAtt is added beside attn1 (zero-initialised
+    output) instead of replacing it (layout "audioldm2")."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int, storyboard: bool, use_mask: bool,
+                 context: str = "global", keep_self_attention: bool = False):
         super().__init__()
         self.storyboard = storyboard
+        self.context = context
         self.norm1 = nn.LayerNorm(dim)
         if storyboard:
             self.sg_catt = SGCrossAttention(dim, heads, head_dim, context_dim, use_mask=use_mask)
-        else:
+        if not storyboard or keep_self_attention:
             self.attn1 = Attention(dim, heads, head_dim)
+        if storyboard and keep_self_attention:
+            zero_module(self.sg_catt.attention.to_out)
         self.norm2 = nn.LayerNorm(dim)
-        self.attn2 = Attention(dim, heads, head_dim, context_dim)
+        attn2_context = {"global": context_dim, "self": None}.get(context, context_dim)
+        self.attn2 = Attention(dim, heads, head_dim, attn2_context)
         self.norm3 = nn.LayerNorm(dim)
         self.ff = FeedForward(dim)
 
     def forward(
-        self, x: torch.Tensor, tokens: torch.Tensor, global_tokens: torch.Tensor, level_mask: torch.Tensor | None
+        self, x: torch.Tensor, tokens: torch.Tensor, global_tokens: torch.Tensor, level_mask: torch.Tensor | None,
+        loa_tokens: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x [B, T, F, C]."""
+        normed = self.norm1(x)
+        update = None
+        if hasattr(self, "attn1"):
+            update = self.attn1(normed.flatten(1, 2)).reshape(x.shape)
         if self.storyboard:
-            x = x + self.sg_catt(self.norm1(x), tokens, level_mask)
-        else:
-            flat = self.norm1(x).flatten(1, 2)
-            x = x + self.attn1(flat).reshape(x.shape)
-        x = x + self.attn2(self.norm2(x).flatten(1, 2), global_tokens).reshape(x.shape)
+            story = self.sg_catt(normed, tokens, level_mask)
+            update = story if update is None else update + story
+        x = x + update
+        flat = self.norm2(x).flatten(1, 2)
+        context = {"global": global_tokens, "self": None, "loa": loa_tokens}[self.context]
+        x = x + self.attn2(flat, context).reshape(x.shape)
         return x + self.ff(self.norm3(x))
 
 
 class SpatialTransformer(nn.Module):
-    """GroupNorm, 1x1 projection, ``depth`` transformer blocks (the last with SG-CAtt),
-    zero-initialised projection back, residual."""
+    """GroupNorm, 1x1 projection, ``depth`` transformer blocks (the last with SG-CAtt when
+    ``storyboard``), zero-initialised projection back, residual."""
 
-    def __init__(self, channels: int, head_channels: int, depth: int, context_dim: int, use_mask: bool):
+    def __init__(self, channels: int, head_channels: int, depth: int, context_dim: int, use_mask: bool,
+                 context: str = "global", storyboard: bool = True, keep_self_attention: bool = False):
         super().__init__()
         if channels % head_channels:
             raise ValueError(f"channels {channels} are not a multiple of head_channels {head_channels}")
@@ -163,18 +190,45 @@ class SpatialTransformer(nn.Module):
         self.norm = group_norm(channels)
         self.proj_in = nn.Linear(channels, channels)
         self.blocks = nn.ModuleList(
-            TransformerBlock(channels, heads, head_channels, context_dim, storyboard=(i == depth - 1), use_mask=use_mask)
+            TransformerBlock(channels, heads, head_channels, context_dim, storyboard=storyboard and (i == depth - 1),
+                             use_mask=use_mask, context=context, keep_self_attention=keep_self_attention)
             for i in range(depth)
         )
         self.proj_out = zero_module(nn.Linear(channels, channels))
 
     def forward(
-        self, x: torch.Tensor, tokens: torch.Tensor, global_tokens: torch.Tensor, level_mask: torch.Tensor | None
+        self, x: torch.Tensor, tokens: torch.Tensor, global_tokens: torch.Tensor, level_mask: torch.Tensor | None,
+        loa_tokens: torch.Tensor | None = None,
     ) -> torch.Tensor:
         h = self.proj_in(self.norm(x).permute(0, 2, 3, 1))  # [B, T, F, C]
         for block in self.blocks:
-            h = block(h, tokens, global_tokens, level_mask)
+            h = block(h, tokens, global_tokens, level_mask, loa_tokens)
         return x + self.proj_out(h).permute(0, 3, 1, 2)
+
+
+class TransformerStack(nn.Module):
+    """AudioLDM 2's attention slot: three spatial transformers in a row (self/self, loa context,
+    global context with SG-CAtt added beside its self-attention)."""
+
+    def __init__(self, channels: int, head_channels: int, depth: int, context_dim: int, loa_dim: int,
+                 use_mask: bool):
+        super().__init__()
+        self.transformers = nn.ModuleList([
+            SpatialTransformer(channels, head_channels, depth, context_dim, use_mask, context="self",
+                               storyboard=False),
+            SpatialTransformer(channels, head_channels, depth, loa_dim, use_mask, context="loa", storyboard=False),
+            SpatialTransformer(channels, head_channels, depth, context_dim, use_mask, context="global",
+                               storyboard=True, keep_self_attention=True),
+        ])
+        # the loa transformer's attn2 reads loa_dim tokens; SG-CAtt (in the last) reads context_dim
+
+    def forward(
+        self, x: torch.Tensor, tokens: torch.Tensor, global_tokens: torch.Tensor, level_mask: torch.Tensor | None,
+        loa_tokens: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        for transformer in self.transformers:
+            x = transformer(x, tokens, global_tokens, level_mask, loa_tokens)
+        return x
 
 
 class EncoderBlock(nn.Module):
@@ -218,11 +272,20 @@ class TUNet(nn.Module):
                 f"(one 2x down-sample per T-UNet level)"
             )
         emb_dim = ucfg.model_channels * 4
+        if ucfg.layout not in ("vem", "audioldm2"):
+            raise ValueError(f"unet layout must be 'vem' or 'audioldm2', got {ucfg.layout!r}")
+        eps = ucfg.norm_eps
 
-        def transformer(channels: int) -> SpatialTransformer:
+        def transformer(channels: int) -> nn.Module:
+            if ucfg.layout == "audioldm2":
+                return TransformerStack(channels, ucfg.head_channels, ucfg.transformer_depth, ucfg.context_dim,
+                                        ucfg.loa_dim, ucfg.use_storyboard_mask)
             return SpatialTransformer(
                 channels, ucfg.head_channels, ucfg.transformer_depth, ucfg.context_dim, ucfg.use_storyboard_mask
             )
+
+        # AudioLDM 2's second context (its GPT-2 tokens), here projected from the global tokens.
+        self.loa_proj = nn.Linear(ucfg.context_dim, ucfg.loa_dim) if ucfg.layout == "audioldm2" else None
 
         self.time_embed = nn.Sequential(nn.Linear(ucfg.model_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.conv_in = nn.Conv2d(self.latent_channels, ucfg.model_channels, 3, padding=1)
@@ -234,7 +297,7 @@ class TUNet(nn.Module):
         for level, mult in enumerate(ucfg.channel_mult):
             for _ in range(ucfg.num_res_blocks):
                 out_channels = ucfg.model_channels * mult
-                res = ResBlock(channels, emb_dim, out_channels)
+                res = ResBlock(channels, emb_dim, out_channels, eps)
                 channels = out_channels
                 attn = transformer(channels) if factor in ucfg.attention_downsample else None
                 adapter = TBAdapter(config.aligner.feature_dim, channels) if ucfg.use_adapter else None
@@ -248,15 +311,15 @@ class TUNet(nn.Module):
                 factor *= 2
 
         self.middle_factor = factor
-        self.middle_res1 = ResBlock(channels, emb_dim, channels)
+        self.middle_res1 = ResBlock(channels, emb_dim, channels, eps)
         self.middle_transformer = transformer(channels)
-        self.middle_res2 = ResBlock(channels, emb_dim, channels)
+        self.middle_res2 = ResBlock(channels, emb_dim, channels, eps)
 
         self.output_blocks = nn.ModuleList()
         for level, mult in reversed(list(enumerate(ucfg.channel_mult))):
             for i in range(ucfg.num_res_blocks + 1):
                 out_channels = ucfg.model_channels * mult
-                res = ResBlock(channels + skip_channels.pop(), emb_dim, out_channels)
+                res = ResBlock(channels + skip_channels.pop(), emb_dim, out_channels, eps)
                 channels = out_channels
                 attn = transformer(channels) if factor in ucfg.attention_downsample else None
                 upsample = Upsample(channels) if (level and i == ucfg.num_res_blocks) else None
@@ -264,7 +327,7 @@ class TUNet(nn.Module):
             factor //= 2
 
         self.out = nn.Sequential(
-            group_norm(channels), nn.SiLU(), zero_module(nn.Conv2d(channels, self.latent_channels, 3, padding=1))
+            group_norm(channels, eps), nn.SiLU(), zero_module(nn.Conv2d(channels, self.latent_channels, 3, padding=1))
         )
         self.attention_factors = sorted(
             {b.factor for b in self.input_blocks if isinstance(b, EncoderBlock) and b.transformer is not None}
@@ -316,6 +379,7 @@ class TUNet(nn.Module):
             for factor in self.adapter_factors:
                 level_features[factor] = resize_features(aligner_features, factor).to(z.dtype)
 
+        loa = self.loa_proj(global_tokens) if self.loa_proj is not None else None
         h = self.conv_in(z)
         skips = [h]
         for block in self.input_blocks:
@@ -324,19 +388,19 @@ class TUNet(nn.Module):
             else:
                 h = block.res(h, emb)
                 if block.transformer is not None:
-                    h = block.transformer(h, tokens, global_tokens, level_masks[block.factor])
+                    h = block.transformer(h, tokens, global_tokens, level_masks[block.factor], loa)
                 if block.adapter is not None and aligner_features is not None:
                     h = block.adapter(h, level_features[block.factor], adapter_scale)
             skips.append(h)
 
         h = self.middle_res1(h, emb)
-        h = self.middle_transformer(h, tokens, global_tokens, level_masks[self.middle_factor])
+        h = self.middle_transformer(h, tokens, global_tokens, level_masks[self.middle_factor], loa)
         h = self.middle_res2(h, emb)
 
         for block in self.output_blocks:
             h = block.res(torch.cat([h, skips.pop()], dim=1), emb)
             if block.transformer is not None:
-                h = block.transformer(h, tokens, global_tokens, level_masks[block.factor])
+                h = block.transformer(h, tokens, global_tokens, level_masks[block.factor], loa)
             if block.upsample is not None:
                 h = block.upsample(h)
         return self.out(h)

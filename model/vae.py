@@ -6,11 +6,15 @@ last -> middle ResNet blocks -> GroupNorm, SiLU, conv to 2 * latent_channels ("d
 mean and log-variance) -> 1x1 quant_conv. The decoder mirrors it (num_res_blocks + 1 blocks per
 level, nearest 2x up-sample + conv). The diffusion latent is the posterior mean (or a sample)
 multiplied by ``config.vae.scale_factor``; the pipeline divides by it before decoding.
-LDM's mid-block attention is left out: it is quadratic in time, and the variable 10-60 s
-lengths make it the dominant cost of the decoder on an edge device.
+LDM's mid-block attention (`VAEMidAttention`, one head over every (time, mel) position) is
+there only when ``config.vae.mid_attention`` (the paper config, AudioLDM 2's layout): it is
+quadratic in time, and the variable 10-60 s lengths make it the dominant cost of the decoder on
+an edge device, so the demo leaves it out.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +40,33 @@ class VAEResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.skip(x) + self.block(x)
+
+
+class VAEMidAttention(nn.Module):
+    """LDM / diffusers' VAE mid-block attention: GroupNorm, one-head self-attention over the
+    flattened (time, mel) positions (q, k, v and output projections with bias), residual."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = group_norm(channels)
+        self.to_q = nn.Linear(channels, channels)
+        self.to_k = nn.Linear(channels, channels)
+        self.to_v = nn.Linear(channels, channels)
+        self.to_out = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # [B, T*F, C], time-major
+        q, k, v = self.to_q(tokens), self.to_k(tokens), self.to_v(tokens)
+        weights = torch.softmax(torch.matmul(q.float(), k.float().transpose(1, 2)) / math.sqrt(q.shape[-1]), dim=-1)
+        out = self.to_out(torch.matmul(weights.to(v.dtype), v))
+        return x + out.transpose(1, 2).reshape(x.shape)
+
+
+def _middle(channels: int, attention: bool) -> list[nn.Module]:
+    middle: list[nn.Module] = [VAEResBlock(channels, channels)]
+    if attention:
+        middle.append(VAEMidAttention(channels))
+    return middle + [VAEResBlock(channels, channels)]
 
 
 class VAEDownsample(nn.Module):
@@ -75,8 +106,7 @@ class VAEEncoder(nn.Module):
             if level != len(vcfg.channel_mult) - 1:
                 layers.append(VAEDownsample(channels))
         layers += [
-            VAEResBlock(channels, channels),
-            VAEResBlock(channels, channels),
+            *_middle(channels, vcfg.mid_attention),
             group_norm(channels),
             nn.SiLU(),
             nn.Conv2d(channels, 2 * vcfg.latent_channels, 3, padding=1),
@@ -105,8 +135,7 @@ class VAEDecoder(nn.Module):
         layers: list[nn.Module] = [
             nn.Conv2d(vcfg.latent_channels, vcfg.latent_channels, 1),  # post_quant_conv
             nn.Conv2d(vcfg.latent_channels, channels, 3, padding=1),
-            VAEResBlock(channels, channels),
-            VAEResBlock(channels, channels),
+            *_middle(channels, vcfg.mid_attention),
         ]
         for level in reversed(range(len(vcfg.channel_mult))):
             for _ in range(vcfg.num_res_blocks + 1):

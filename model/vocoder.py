@@ -4,9 +4,12 @@ log-mel [B, n_mels, T_mel] -> 7-tap conv -> per up-sampling stage: LeakyReLU(0.1
 conv (stride = rate), multi-receptive-field fusion (mean of ResBlock1s with the configured
 kernels and dilations) -> LeakyReLU, 7-tap conv to one channel, tanh -> [B, 1, T_mel * hop].
 
-Transposed-conv padding is chosen so each stage multiplies the length exactly by its rate
-(``padding = ceil((k - r) / 2)``, ``output_padding = (k - r) mod 2``), so the output has exactly
-T_mel * hop samples even for AudioLDM 2's odd (k - r) = 16 - 5. Weight normalisation is used
+Transposed-conv padding (``config.vocoder.upsample_padding``): "exact" chooses it so each stage
+multiplies the length exactly by its rate (``padding = ceil((k - r) / 2)``, ``output_padding =
+(k - r) mod 2``), so the output has exactly T_mel * hop samples even for an odd k - r; "hifigan"
+is HiFi-GAN's own ``padding = (k - r) // 2`` (AudioLDM 2's vocoder: 16 - 5 is odd, so the first
+stage gives 5 T + 1 samples and the waveform 160 T + 32), cropped to the first T_mel * hop
+samples as AudioLDM 2's pipeline crops it. Weight normalisation is used
 for training; `HiFiGAN.remove_weight_norm` folds it away before export.
 """
 
@@ -70,6 +73,10 @@ class HiFiGAN(nn.Module):
             )
         if len(vcfg.resblock_kernel_sizes) != len(vcfg.resblock_dilations):
             raise ValueError("vocoder resblock_kernel_sizes and resblock_dilations must have the same length")
+        if vcfg.upsample_padding not in ("exact", "hifigan"):
+            raise ValueError(f"vocoder upsample_padding must be 'exact' or 'hifigan', got {vcfg.upsample_padding!r}")
+        exact = vcfg.upsample_padding == "exact"
+        self.crop = not exact
         self.n_mels = config.audio.n_mels
         self.hop = config.audio.hop_length
         channels = vcfg.upsample_initial_channel
@@ -81,8 +88,9 @@ class HiFiGAN(nn.Module):
                 raise ValueError(f"vocoder upsample kernel {kernel} is smaller than its rate {rate}")
             out_channels = channels // 2
             up = nn.ConvTranspose1d(
-                channels, out_channels, kernel, stride=rate, padding=(kernel - rate + 1) // 2,
-                output_padding=(kernel - rate) % 2,
+                channels, out_channels, kernel, stride=rate,
+                padding=(kernel - rate + 1) // 2 if exact else (kernel - rate) // 2,
+                output_padding=(kernel - rate) % 2 if exact else 0,
             )
             self.ups.append(weight_norm(up))
             _init_conv(self.ups[-1])
@@ -103,6 +111,8 @@ class HiFiGAN(nn.Module):
             blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
             x = sum(block(x) for block in blocks) / self.num_kernels
         x = self.conv_post(F.leaky_relu(x))
+        if self.crop:
+            x = x[:, :, : mel.shape[-1] * self.hop]
         return torch.tanh(x)
 
     @property

@@ -52,6 +52,9 @@ class VAEConfig:
     latent_channels: int = 8
     # Latents are multiplied by this before diffusion (LDM's scale_by_std); set by training.
     scale_factor: float = 1.0
+    # LDM's single-head self-attention between the two middle ResNet blocks of the encoder and
+    # the decoder (AudioLDM 2 has it; the demo leaves it out: quadratic in time).
+    mid_attention: bool = False
 
     @property
     def downsample(self) -> int:
@@ -80,6 +83,16 @@ class UNetConfig:
     # Whether the TB adapters also read a beat grid: one channel beside the aligner features with
     # a pulse per beat of the chosen tempo (`vem.runtime.tempo`). False in checkpoints made before.
     beat_grid: bool = False
+    # "vem": one spatial transformer per attention slot (SG-CAtt in place of its self-attention,
+    # cross-attention to the global tokens). "audioldm2": AudioLDM 2's three transformers per slot
+    # (self/self, self + cross to a ``loa_dim`` context, self + cross to ``context_dim``), SG-CAtt
+    # added beside the last one's self-attention (docs/audioldm2.md).
+    layout: str = "vem"
+    # AudioLDM 2's second cross-attention context (its GPT-2 "language of audio" tokens); in VeM a
+    # projection of the global tokens (layout "audioldm2" only).
+    loa_dim: int = 768
+    # GroupNorm epsilon of the ResBlocks and the output norm (AudioLDM 2: 1e-5).
+    norm_eps: float = 1e-6
 
     @property
     def time_multiple(self) -> int:
@@ -132,6 +145,10 @@ class VocoderConfig:
     upsample_kernel_sizes: tuple[int, ...] = (16, 16, 8, 4, 4)
     resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
     resblock_dilations: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
+    # "exact": transposed-conv padding chosen so every stage multiplies the length exactly.
+    # "hifigan": HiFi-GAN's own padding (k - r) // 2 (AudioLDM 2's vocoder), a few samples longer
+    # for odd k - r, cropped to T_mel * hop at the end as AudioLDM 2's pipeline does.
+    upsample_padding: str = "exact"
 
 
 @dataclass
@@ -250,11 +267,18 @@ def _to_tuple(value: Any) -> Any:
 
 
 def paper_config() -> VemConfig:
-    """AudioLDM 2 (16 kHz) sizes: VAE ch 128 x (1,2,4), 8-ch latent at 4x; T-UNet 128 x
-    (1,2,3,5), attention at 2/4/8x, 32-channel heads, depth 1; HiFi-GAN 1024 ch, rates
-    5-4-2-2-2 (hop 160); scaled-linear betas 0.0015..0.0195. VeM additions at paper scale:
-    CLAP 512-d text, MAViL 768-d visual, ResNet(2+1)D-18 aligner."""
-    return VemConfig(name="paper")
+    """AudioLDM 2 (16 kHz) sizes and layout: VAE ch 128 x (1,2,4) with mid-block attention,
+    8-ch latent at 4x; T-UNet 128 x (1,2,3,5), attention at 2/4/8x, 32-channel heads, depth 1,
+    AudioLDM 2's three transformers per attention slot, GroupNorm eps 1e-5; HiFi-GAN 1024 ch,
+    rates 5-4-2-2-2 (hop 160) with HiFi-GAN's padding; scaled-linear betas 0.0015..0.0195.
+    VeM additions at paper scale: CLAP 512-d text, MAViL 768-d visual, ResNet(2+1)D-18 aligner.
+    `vem.model.audioldm2` loads AudioLDM 2's weights into it (docs/audioldm2.md)."""
+    return VemConfig(
+        name="paper",
+        vae=VAEConfig(mid_attention=True),
+        unet=UNetConfig(layout="audioldm2", norm_eps=1e-5),
+        vocoder=VocoderConfig(upsample_padding="hifigan"),
+    )
 
 
 def demo_config() -> VemConfig:
