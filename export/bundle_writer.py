@@ -124,7 +124,7 @@ def load_source(source: Any, *, seed: int = 0):
     from vem.model.vem import VeM, load_checkpoint
 
     if isinstance(source, VeM):
-        return source.eval(), "given model"
+        return source.eval(), getattr(source, "source_description", "given model")
     if isinstance(source, str) and source in ("demo", "paper"):
         source = get_config(source)
     if isinstance(source, VemConfig):

@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--from-bundle", metavar="DIR",
                         help="build TensorRT engines of this existing ONNX bundle (needs only tensorrt, polygraphy "
                              "and onnx; no torch): in place, or into a copy with --out")
+    parser.add_argument("--from-audioldm2", metavar="DIR",
+                        help="with --config paper: load AudioLDM 2's VAE, vocoder and T-UNet from this checkpoint "
+                             "folder in the diffusers layout (vae/, vocoder/, unet/; safetensors; no network); the "
+                             "VeM-specific parts stay untrained (docs/audioldm2.md)")
+    parser.add_argument("--save-checkpoint", metavar="FILE",
+                        help="with --from-audioldm2: also write the converted model as a VeM checkpoint")
     parser.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=None,
                         help="default fp16; with --from-bundle: engines of every precision the bundle has")
     parser.add_argument("--out", help="output folder (default: ./vem-bundle-<precision>; with --from-bundle: "
@@ -183,7 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     from . import bundle_writer
     from .bundle_writer import ExportError, export_bundle
 
-    if args.config:
+    if args.from_audioldm2 or args.save_checkpoint:
+        if args.config != "paper" or not args.from_audioldm2:
+            print("vem-export: --from-audioldm2 DIR goes with --config paper (AudioLDM 2's layout is the paper "
+                  "config's); --save-checkpoint needs --from-audioldm2", file=sys.stderr)
+            return EXIT_USAGE
+        source = _from_audioldm2(args)
+        if isinstance(source, int):
+            return source
+    elif args.config:
         source = args.config
     else:
         checkpoint = Path(args.checkpoint) if args.checkpoint else bundle_writer.DEFAULT_CHECKPOINT
@@ -217,6 +231,28 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{r.name} ({r.precision})" for r in over), file=sys.stderr)
         return 1
     return 0
+
+
+def _from_audioldm2(args: argparse.Namespace):
+    """The converted VeM (vem.model.audioldm2), or an exit code after a one-paragraph refusal."""
+    import torch
+
+    from vem.model.audioldm2 import AudioLDM2Error, load_audioldm2
+
+    torch.manual_seed(args.seed)  # the untrained VeM-specific parts
+    try:
+        model, report = load_audioldm2(args.from_audioldm2)
+    except AudioLDM2Error as error:
+        print(f"vem-export: {error}", file=sys.stderr)
+        return EXIT_BUNDLE
+    for line in report.lines():
+        print(line, flush=True)
+    if args.save_checkpoint:
+        from vem.model.vem import save_checkpoint
+
+        save_checkpoint(model, args.save_checkpoint)
+        print(f"checkpoint: {args.save_checkpoint}", flush=True)
+    return model
 
 
 def _int8_main(args: argparse.Namespace, source, out: Path) -> int:

@@ -382,4 +382,6 @@ def load_audioldm2(folder: str | Path, base: VemConfig | None = None) -> tuple[V
         count = sum(p.numel() for k, p in model.named_parameters() if prefix in k and k not in mapped
                     and (k.startswith(prefix) if not prefix.startswith(".") else True))
         report.untrained[desc] = count
+    # what vem-export's manifest records as the source (the folder's name, never its path)
+    model.source_description = f"AudioLDM 2 checkpoint {folder.name} (vem.model.audioldm2)"
     return model.eval(), report

@@ -53,11 +53,12 @@ class VAEMidAttention(nn.Module):
         self.to_k = nn.Linear(channels, channels)
         self.to_v = nn.Linear(channels, channels)
         self.to_out = nn.Linear(channels, channels)
+        self.scale = 1.0 / math.sqrt(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.norm(x).flatten(2).transpose(1, 2)  # [B, T*F, C], time-major
         q, k, v = self.to_q(tokens), self.to_k(tokens), self.to_v(tokens)
-        weights = torch.softmax(torch.matmul(q.float(), k.float().transpose(1, 2)) / math.sqrt(q.shape[-1]), dim=-1)
+        weights = torch.softmax(torch.matmul(q.float(), k.float().transpose(1, 2)) * self.scale, dim=-1)
         out = self.to_out(torch.matmul(weights.to(v.dtype), v))
         return x + out.transpose(1, 2).reshape(x.shape)
 
