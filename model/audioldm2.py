@@ -104,11 +104,22 @@ def _channels(block_out: list[int], what: str, errors: list[str]) -> tuple[int, 
 
 
 def config_from_audioldm2(vae_cfg: dict, vocoder_cfg: dict, unet_cfg: dict,
-                          base: VemConfig | None = None) -> VemConfig:
+                          base: VemConfig | None = None, scheduler_cfg: dict | None = None) -> VemConfig:
     """The VeM paper config with the checkpoint's VAE, vocoder and T-UNet sizes; AudioLDM2Error
-    lists every config value VeM does not implement."""
+    lists every config value VeM does not implement. ``scheduler_cfg`` (the folder's
+    ``scheduler/scheduler_config.json``, when there is one) must describe VeM's DDPM: epsilon
+    prediction on a scaled-linear schedule; its betas and step count are taken over."""
     config = base or get_config("paper")
     errors: list[str] = []
+    diffusion = config.diffusion
+    if scheduler_cfg is not None:
+        _require(errors, "scheduler prediction_type", scheduler_cfg.get("prediction_type", "epsilon"), "epsilon")
+        _require(errors, "scheduler beta_schedule", scheduler_cfg.get("beta_schedule", "scaled_linear"),
+                 "scaled_linear")
+        diffusion = dataclasses.replace(
+            diffusion, num_train_steps=int(scheduler_cfg.get("num_train_timesteps", diffusion.num_train_steps)),
+            beta_start=float(scheduler_cfg.get("beta_start", diffusion.beta_start)),
+            beta_end=float(scheduler_cfg.get("beta_end", diffusion.beta_end)))
     # ---- VAE (diffusers AutoencoderKL)
     _require(errors, "vae in_channels", vae_cfg.get("in_channels"), 1)
     _require(errors, "vae out_channels", vae_cfg.get("out_channels"), 1)
@@ -190,7 +201,7 @@ def config_from_audioldm2(vae_cfg: dict, vocoder_cfg: dict, unet_cfg: dict,
         transformer_depth=int(depths.pop()), context_dim=int(context_dim), loa_dim=int(loa_dim),
         layout="audioldm2", norm_eps=float(unet_cfg.get("norm_eps", 1e-5)),
     )
-    return dataclasses.replace(config, vae=vae, vocoder=vocoder, unet=unet)
+    return dataclasses.replace(config, vae=vae, vocoder=vocoder, unet=unet, diffusion=diffusion)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,7 +370,9 @@ def load_audioldm2(folder: str | Path, base: VemConfig | None = None) -> tuple[V
     if not folder.is_dir():
         raise AudioLDM2Error(f"AudioLDM 2 checkpoint folder not found: {folder}")
     parts = {name: _read_component(folder, name) for name in SUBFOLDERS}
-    config = config_from_audioldm2(parts["vae"][0], parts["vocoder"][0], parts["unet"][0], base)
+    scheduler_path = folder / "scheduler" / "scheduler_config.json"
+    scheduler_cfg = json.loads(scheduler_path.read_text()) if scheduler_path.is_file() else None
+    config = config_from_audioldm2(parts["vae"][0], parts["vocoder"][0], parts["unet"][0], base, scheduler_cfg)
     model = VeM(config).eval()
     model.remove_weight_norm()  # SpeechT5HifiGan stores plain conv weights
     target = model.state_dict()

@@ -264,6 +264,22 @@ def test_audioldm2_refuses_a_missing_tensor_and_an_unsupported_config(small, tmp
         load_audioldm2(tmp_path)
 
 
+def test_audioldm2_scheduler_config_is_checked_and_taken_over(small, tmp_path):
+    import shutil
+
+    from diffusers import DDIMScheduler
+
+    folder = tmp_path / "with-scheduler"
+    shutil.copytree(small[0], folder)
+    DDIMScheduler(beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                  prediction_type="epsilon").save_pretrained(folder / "scheduler")
+    model, _ = load_audioldm2(folder)
+    assert (model.config.diffusion.beta_start, model.config.diffusion.beta_end) == (0.0015, 0.0195)
+    DDIMScheduler(prediction_type="v_prediction").save_pretrained(folder / "scheduler")
+    with pytest.raises(AudioLDM2Error, match="scheduler prediction_type = 'v_prediction'"):
+        load_audioldm2(folder)
+
+
 def test_vem_export_from_audioldm2_refuses_with_exit_4_and_needs_config_paper(small, tmp_path, capsys):
     from vem.export.cli import main
 
