@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -25,50 +24,18 @@ from diffusers import AutoencoderKL  # noqa: E402
 from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel  # noqa: E402
 from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig  # noqa: E402
 
+from benchmarks.audioldm2_parity import (  # noqa: E402
+    BOUND,
+    REAL_UNET,
+    REAL_VAE,
+    REAL_VOCODER,
+    SMALL_UNET,
+    SMALL_VAE,
+    SMALL_VOCODER,
+    rel,
+    write_checkpoint,
+)
 from vem.model.audioldm2 import UNTRAINED_PARTS, AudioLDM2Error, load_audioldm2  # noqa: E402
-
-BOUND = 1e-4
-
-# AudioLDM 2's 16 kHz configs (the published audioldm2 / audioldm2-music vae, vocoder and unet
-# config.json values; the original repository's config: VAE ch 128 x (1, 2, 4), z 8; HiFi-GAN
-# 1024 ch, rates 5-4-2-2-2, kernels 16-16-8-4-4; UNet 128 x (1, 2, 3, 5), attention at 2/4/8x,
-# 32-channel heads, contexts [768 (GPT-2), 1024 (Flan-T5)] plus the extra self-attention layer).
-REAL_VAE = dict(in_channels=1, out_channels=1, latent_channels=8, block_out_channels=(128, 256, 512),
-                layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 3,
-                up_block_types=("UpDecoderBlock2D",) * 3, norm_num_groups=32, act_fn="silu", sample_size=1024,
-                scaling_factor=0.4142)
-REAL_VOCODER = dict(model_in_dim=64, sampling_rate=16000, upsample_initial_channel=1024,
-                    upsample_rates=[5, 4, 2, 2, 2], upsample_kernel_sizes=[16, 16, 8, 4, 4],
-                    resblock_kernel_sizes=[3, 7, 11], resblock_dilation_sizes=[[1, 3, 5]] * 3,
-                    normalize_before=False, leaky_relu_slope=0.1)
-REAL_UNET = dict(in_channels=8, out_channels=8, block_out_channels=(128, 256, 384, 640), layers_per_block=2,
-                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                 up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-                 attention_head_dim=[4, 8, 12, 20], cross_attention_dim=[[None, 768, 1024]] * 4,
-                 norm_num_groups=32, norm_eps=1e-5, sample_size=256)
-# Small stand-ins with the same structure (32-channel heads, three transformers per slot).
-SMALL_VAE = {**REAL_VAE, "block_out_channels": (32, 64, 64), "layers_per_block": 1}
-SMALL_VOCODER = {**REAL_VOCODER, "upsample_initial_channel": 64, "resblock_kernel_sizes": [3, 7],
-                 "resblock_dilation_sizes": [[1, 3], [1, 3]]}
-SMALL_UNET = {**REAL_UNET, "block_out_channels": (32, 64, 96, 160), "layers_per_block": 1,
-              "attention_head_dim": [1, 2, 3, 5], "cross_attention_dim": [[None, 24, 40]] * 4}
-
-
-def rel(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-
-
-def write_checkpoint(folder: Path, vae_cfg: dict, vocoder_cfg: dict, unet_cfg: dict, seed: int = 0):
-    """AudioLDM 2's three modules from their configs (random weights), saved in the diffusers layout."""
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(**vae_cfg).eval()
-    vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(**vocoder_cfg)).eval()
-    unet = AudioLDM2UNet2DConditionModel(**unet_cfg).eval()
-    vae.save_pretrained(folder / "vae", safe_serialization=True)
-    vocoder.save_pretrained(folder / "vocoder", safe_serialization=True)
-    unet.save_pretrained(folder / "unet", safe_serialization=True)
-    return vae, vocoder, unet
 
 
 @pytest.fixture(scope="module")
