@@ -13,6 +13,8 @@ Components and their equations:
 - `visual.VisualEncoder`, `StyleHead` storyboard visual features and global tags (§2)
 - `vae.MelVAE`, `vocoder.HiFiGAN`    AudioLDM 2's VAE and HiFi-GAN layouts (§5)
 - `vem.VeM`                          the container; `save_checkpoint` / `load_checkpoint`
+- `audioldm2.load_audioldm2`         AudioLDM 2's VAE, vocoder and T-UNet (diffusers layout) into the
+                                     paper config (docs/audioldm2.md)
 - `pipeline.generate`                torch eager reference generation
 """
 
