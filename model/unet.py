@@ -9,7 +9,7 @@ the levels whose down-sampling factor is in ``config.unet.attention_downsample``
 Transformer block = attn1 (self-attention over the latent tokens) + attn2 (cross-attention to
 the global caption/tag tokens) + GEGLU feed-forward. In the final block of every spatial
 transformer, attn1 is replaced by SG-CAtt (Eqs. 7-8, `vem.model.attention`); with depth 1 (the
-paper configuration) there is no self-attention at all and attention cost is linear in time.
+demo configuration) there is no self-attention at all and attention cost is linear in time.
 
 ``config.unet.layout == "audioldm2"`` (the paper config) makes each attention slot AudioLDM 2's
 three transformers instead (`TransformerStack`): self + self-attention, self-attention + cross-
@@ -148,7 +148,8 @@ class TransformerBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         if storyboard:
             self.sg_catt = SGCrossAttention(dim, heads, head_dim, context_dim, use_mask=use_mask)
-        if not storyboard or keep_self_attention:
+        self.self_attention = not storyboard or keep_self_attention
+        if self.self_attention:
             self.attn1 = Attention(dim, heads, head_dim)
         if storyboard and keep_self_attention:
             zero_module(self.sg_catt.attention.to_out)
@@ -165,7 +166,7 @@ class TransformerBlock(nn.Module):
         """x [B, T, F, C]."""
         normed = self.norm1(x)
         update = None
-        if hasattr(self, "attn1"):
+        if self.self_attention:
             update = self.attn1(normed.flatten(1, 2)).reshape(x.shape)
         if self.storyboard:
             story = self.sg_catt(normed, tokens, level_mask)
@@ -220,7 +221,6 @@ class TransformerStack(nn.Module):
             SpatialTransformer(channels, head_channels, depth, context_dim, use_mask, context="global",
                                storyboard=True, keep_self_attention=True),
         ])
-        # the loa transformer's attn2 reads loa_dim tokens; SG-CAtt (in the last) reads context_dim
 
     def forward(
         self, x: torch.Tensor, tokens: torch.Tensor, global_tokens: torch.Tensor, level_mask: torch.Tensor | None,
