@@ -51,3 +51,21 @@ def test_bad_config_data_is_refused():
         VemConfig.from_dict(data)
     with pytest.raises(ValueError, match="unknown config"):
         get_config("huge")
+
+
+def test_config_data_without_the_audioldm2_fields_keeps_the_earlier_layout():
+    """Bundles and checkpoints written before the paper config took AudioLDM 2's layout carry no
+    layout fields: they must rebuild the layout they were made with."""
+    data = json.loads(paper_config().to_json())
+    for section, key in (("vae", "mid_attention"), ("unet", "layout"), ("unet", "loa_dim"), ("unet", "norm_eps"),
+                         ("vocoder", "upsample_padding")):
+        data[section].pop(key)
+    old = VemConfig.from_dict(data)
+    assert (old.vae.mid_attention, old.unet.layout, old.unet.norm_eps, old.vocoder.upsample_padding) == (
+        False, "vem", 1e-6, "exact")
+    new = paper_config()
+    assert (new.vae.mid_attention, new.unet.layout, new.unet.norm_eps, new.vocoder.upsample_padding) == (
+        True, "audioldm2", 1e-5, "hifigan")
+    demo = demo_config()
+    assert (demo.vae.mid_attention, demo.unet.layout, demo.unet.norm_eps, demo.vocoder.upsample_padding) == (
+        False, "vem", 1e-6, "exact")
