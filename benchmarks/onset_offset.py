@@ -63,6 +63,7 @@ def measure(clips: int, seed: int, tracker: str, raw: bool, folder: Path, verbos
     from vem.runtime import Pipeline
     from vem.runtime.audio import write_audio
     from vem.runtime.beats import track_beats_file
+    from vem.runtime.metrics import nearest_offsets
     from vem.training.cli import synth_main
 
     synth_main(["--out", str(folder / "synth"), "--count", str(clips), "--seconds", "10-10", "--seed", str(seed),
@@ -83,11 +84,7 @@ def measure(clips: int, seed: int, tracker: str, raw: bool, folder: Path, verbos
             write_audio(wav, generation.waveform, generation.sample_rate, force=True)
             beats = np.asarray(track_beats_file(wav, tracker), dtype=np.float64)
             if beats.size:
-                pos = np.searchsorted(beats, asked)
-                left = beats[np.clip(pos - 1, 0, beats.size - 1)]
-                right = beats[np.clip(pos, 0, beats.size - 1)]
-                nearest = np.where(np.abs(left - asked) <= np.abs(right - asked), left, right)
-                offsets = nearest - asked
+                offsets = nearest_offsets(asked, beats)
                 # A beat more than a quarter period away is a different beat, not an offset.
                 tracker_offsets.extend(offsets[np.abs(offsets) < 0.25 * 60.0 / bpm].tolist())
             lag = onset_lag_ms(generation.waveform, generation.sample_rate, asked)

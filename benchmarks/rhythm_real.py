@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vem.runtime.metrics import chance_hit_rate
+from vem.runtime.metrics import chance_hit_rate, nearest_offsets
 from vem.runtime.slideshow import PHOTOS, Shot, free_shots, write_slideshow
 
 CODECS = ("h264", "hevc", "vp9", "mpeg4")
@@ -84,17 +84,6 @@ def make_videos(kind: str, count: int, seed: int, folder: Path) -> list[dict]:
     return videos
 
 
-def _nearest(events: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Signed distance from each target to its nearest event (event - target); NaN without events."""
-    if events.size == 0:
-        return np.full(targets.shape, np.nan)
-    events = np.sort(events)
-    pos = np.searchsorted(events, targets)
-    left = events[np.clip(pos - 1, 0, events.size - 1)]
-    right = events[np.clip(pos, 0, events.size - 1)]
-    return np.where(np.abs(left - targets) <= np.abs(right - targets), left - targets, right - targets)
-
-
 def requested_beats(tempo: dict | None, duration_s: float) -> np.ndarray:
     """The beat grid the model was asked for, from a report's ``tempo`` entry."""
     from vem.runtime.tempo import beat_times
@@ -109,10 +98,10 @@ def requested_beats(tempo: dict | None, duration_s: float) -> np.ndarray:
 def score_video(video: dict, beats: np.ndarray, report: dict) -> dict:
     cuts = np.asarray(video["cuts_s"], dtype=np.float64)
     duration = video["duration_s"]
-    offsets = _nearest(beats, cuts)
+    offsets = nearest_offsets(cuts, beats)
     grid = requested_beats(report.get("tempo"), duration)
-    grid_offsets = _nearest(grid, cuts)
-    follow = _nearest(beats, grid[(grid > 0.5) & (grid < duration - 1.0)])  # tracked beat - asked beat
+    grid_offsets = nearest_offsets(cuts, grid)
+    follow = nearest_offsets(grid[(grid > 0.5) & (grid < duration - 1.0)], beats)  # tracked beat - asked beat
     intervals = np.diff(beats)
     detected = np.asarray(report["parse"]["transitions_s"], dtype=np.float64)
     return {
@@ -129,7 +118,7 @@ def score_video(video: dict, beats: np.ndarray, report: dict) -> dict:
         "asked_bpm": (report.get("tempo") or {}).get("bpm"),
         "plan": (report.get("tempo") or {}).get("source"),
         "why": (report.get("tempo") or {}).get("why"),
-        "detected_cuts_missing": int(np.sum(np.abs(_nearest(detected, cuts)) > 0.05)) if detected.size else len(cuts),
+        "detected_cuts_missing": int(np.sum(np.abs(nearest_offsets(cuts, detected)) > 0.05)) if detected.size else len(cuts),
         "seconds": report["timings_s"]["total"],
     }
 

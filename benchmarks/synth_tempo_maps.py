@@ -27,13 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vem.runtime.metrics import chance_hit_rate
-
-
-def _near(events: np.ndarray, targets: np.ndarray, tolerance: float = 0.07) -> int:
-    if events.size == 0 or targets.size == 0:
-        return 0
-    return int(sum(np.min(np.abs(events - t)) <= tolerance + 1e-9 for t in targets))
+from vem.runtime.metrics import chance_hit_rate, count_within, nearest_offsets
 
 
 def run(clips: int, seed: int, tracker: str, folder: Path, verbose: bool = True) -> dict:
@@ -63,13 +57,12 @@ def run(clips: int, seed: int, tracker: str, folder: Path, verbose: bool = True)
             inside = reference[(reference > 0.5) & (reference < duration - 1.2)]  # away from the fades
             tempo = generation.report["tempo"] or {}
             asked = requested_beats(tempo, duration)
-            follow = [float(beats[np.argmin(np.abs(beats - a))] - a) for a in asked
-                      if beats.size and 0.5 < a < duration - 1.2]
-            row = {"clip": clip.video.name, "cuts": int(cuts.size), "hits": _near(beats, cuts),
-                   "grid_hits": _near(asked, cuts),
-                   "follow_within_70ms": float(np.mean(np.abs(follow) <= 0.07)) if follow else None,
+            follow = nearest_offsets(asked[(asked > 0.5) & (asked < duration - 1.2)], beats)
+            row = {"clip": clip.video.name, "cuts": int(cuts.size), "hits": count_within(cuts, beats),
+                   "grid_hits": count_within(cuts, asked),
+                   "follow_within_70ms": float(np.mean(np.abs(follow) <= 0.07)) if follow.size and beats.size else None,
                    "chance_70ms": chance_hit_rate(beats, duration) if beats.size else 0.0,
-                   "reference_beats": int(inside.size), "reference_matched": _near(beats, inside),
+                   "reference_beats": int(inside.size), "reference_matched": count_within(inside, beats),
                    "bpm_range": (parse.extra.get("synth") or {}).get("tempo_map", {}).get("bpm_range"),
                    "plan": tempo.get("source"), "why": tempo.get("why")}
             rows.append(row)

@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from vem.runtime.tempo import BEATS_PER_BAR, STEADY_FIT_S, choose_tempo, cuts_near, tempo_map
+from vem.runtime.tempo import BEATS_PER_BAR, TempoMap, cuts_near, plan_tempo, tempo_map
 
 BOUNDS = (0.02, 0.04, 0.05, 0.06, 0.08)
 HIT_S = 0.07
@@ -29,12 +29,8 @@ def measure(bound: float, edits: int, cuts_per_edit: int, seed: int) -> dict:
         cuts = np.cumsum(rng.uniform(1.4, 5.0, cuts_per_edit))
         duration = float(cuts[-1] + 2.0)
         mapped = tempo_map(cuts, duration, ["moderate"], max_change_per_bar=bound)
-        steady = choose_tempo(cuts, ["moderate"])
-        steady_beats = steady.beats(duration)
-        held = cuts_near(cuts, steady_beats, STEADY_FIT_S)
-        auto = steady_beats
-        if held < len(cuts) and cuts_near(cuts, mapped.beats_s, STEADY_FIT_S) > held:
-            auto = mapped.beats_s
+        planned, _ = plan_tempo(cuts, duration, ["moderate"], max_change_per_bar=bound)
+        auto = planned.beats_s if isinstance(planned, TempoMap) else planned.beats(duration)
         on_map += cuts_near(cuts, mapped.beats_s, HIT_S)
         on_auto += cuts_near(cuts, auto, HIT_S)
         total += len(cuts)

@@ -110,21 +110,34 @@ def tbiou(
     return event_iou(transitions, music_beats, tolerance)
 
 
+def nearest_offsets(targets: Sequence[float] | np.ndarray, events: Sequence[float] | np.ndarray) -> np.ndarray:
+    """For each target time, the signed distance to its nearest event (event - target, seconds), in
+    the targets' order; NaN for every target when there are no events."""
+    targets = _as_times(targets, "targets")
+    events = np.sort(_as_times(events, "events"))
+    if events.size == 0:
+        return np.full(targets.shape, np.nan)
+    pos = np.searchsorted(events, targets)
+    left = events[np.clip(pos - 1, 0, events.size - 1)]
+    right = events[np.clip(pos, 0, events.size - 1)]
+    return np.where(np.abs(left - targets) <= np.abs(right - targets), left, right) - targets
+
+
+def count_within(targets: Sequence[float] | np.ndarray, events: Sequence[float] | np.ndarray,
+                 tolerance: float = HIT_TOLERANCE_S) -> int:
+    """How many targets have an event within ``tolerance``."""
+    offsets = nearest_offsets(targets, events)
+    return int(np.sum(np.abs(offsets[~np.isnan(offsets)]) <= tolerance + _EPS))
+
+
 def hit_rate(
     cuts: Sequence[float] | np.ndarray, beats: Sequence[float] | np.ndarray, tolerance: float = HIT_TOLERANCE_S
 ) -> float:
     """Share of cuts with at least one beat within ``tolerance`` (default 70 ms). NaN when there are no cuts."""
     cuts = _as_times(cuts, "cuts")
-    beats = np.sort(_as_times(beats, "beats"))
     if cuts.size == 0:
         return math.nan
-    if beats.size == 0:
-        return 0.0
-    pos = np.searchsorted(beats, cuts)
-    left = beats[np.clip(pos - 1, 0, beats.size - 1)]
-    right = beats[np.clip(pos, 0, beats.size - 1)]
-    nearest = np.minimum(np.abs(cuts - left), np.abs(cuts - right))
-    return float(np.mean(nearest <= tolerance + _EPS))
+    return count_within(cuts, beats, tolerance) / cuts.size
 
 
 def chance_hit_rate(
@@ -181,16 +194,12 @@ def cut_beat_offsets(cuts: Sequence[float] | np.ndarray, beats: Sequence[float] 
     """Per cut: its time, the nearest beat and the signed offset (beat - cut, seconds; None when
     there are no beats), in the cuts' order: what a viewer would notice, cut by cut."""
     cuts = _as_times(cuts, "cuts")
-    beats = np.sort(_as_times(beats, "beats"))
     rows = []
-    for cut in cuts:
-        if beats.size == 0:
+    for cut, offset in zip(cuts, nearest_offsets(cuts, beats)):
+        if np.isnan(offset):
             rows.append({"time_s": float(cut), "nearest_beat_s": None, "offset_s": None})
             continue
-        pos = int(np.searchsorted(beats, cut))
-        candidates = beats[max(0, pos - 1):pos + 1]
-        nearest = float(candidates[np.argmin(np.abs(candidates - cut))])
-        rows.append({"time_s": float(cut), "nearest_beat_s": nearest, "offset_s": round(nearest - float(cut), 6)})
+        rows.append({"time_s": float(cut), "nearest_beat_s": float(cut + offset), "offset_s": round(float(offset), 6)})
     return rows
 
 
@@ -222,10 +231,12 @@ __all__ = [
     "PAPER_TOLERANCE_S",
     "biou",
     "chance_hit_rate",
+    "count_within",
     "cut_beat_offsets",
     "event_iou",
     "hit_rate",
     "match_events",
+    "nearest_offsets",
     "rhythm_metrics",
     "tbiou",
     "transition_prf",

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .metrics import count_within
+
 # The tag vocabulary's pace words and the tempo ranges they stand for (BPM, [low, high)).
 PACE_BPM: dict[str, tuple[float, float]] = {"slow": (70.0, 95.0), "moderate": (95.0, 128.0), "fast": (128.0, 170.0)}
 TEMPO_RANGE_BPM = (70.0, 170.0)
@@ -354,20 +356,14 @@ TEMPO_MODES = ("auto", "steady", "map")
 
 def cuts_near(cuts_s, beats_s, tolerance_s: float) -> int:
     """How many of the cuts have a beat within ``tolerance_s``."""
-    cuts = np.asarray(cuts_s, dtype=np.float64).reshape(-1)
-    beats = np.sort(np.asarray(beats_s, dtype=np.float64).reshape(-1))
-    if cuts.size == 0 or beats.size == 0:
-        return 0
-    pos = np.searchsorted(beats, cuts)
-    nearest = np.minimum(np.abs(cuts - beats[np.clip(pos - 1, 0, beats.size - 1)]),
-                         np.abs(cuts - beats[np.clip(pos, 0, beats.size - 1)]))
-    return int(np.sum(nearest <= tolerance_s + 1e-9))
+    return count_within(cuts_s, beats_s, tolerance_s)
 
 
 def plan_tempo(cuts_s, duration_s: float, tags: list[str] | tuple[str, ...] = (), bpm: float | None = None,
-               mode: str = "auto") -> tuple[TempoChoice | TempoMap, str]:
+               mode: str = "auto", max_change_per_bar: float = MAX_CHANGE_PER_BAR) -> tuple[TempoChoice | TempoMap, str]:
     """The tempo the model is asked for, and why: ``bpm`` fixes a steady tempo; ``mode`` is
-    ``steady`` (one tempo fitted to the cuts), ``map`` (`tempo_map`) or ``auto`` (see above)."""
+    ``steady`` (one tempo fitted to the cuts), ``map`` (`tempo_map`, gliding at most
+    ``max_change_per_bar``) or ``auto`` (see above)."""
     if mode not in TEMPO_MODES:
         raise ValueError(f"tempo mode must be one of {', '.join(TEMPO_MODES)}, got {mode!r}")
     cuts = np.sort(np.asarray(cuts_s, dtype=np.float64).reshape(-1))
@@ -375,7 +371,7 @@ def plan_tempo(cuts_s, duration_s: float, tags: list[str] | tuple[str, ...] = ()
     if bpm is not None:
         return choose_tempo(cuts, tags, bpm), "the user's --bpm"
     if mode == "map":
-        return tempo_map(cuts, duration_s, tags), "--tempo map"
+        return tempo_map(cuts, duration_s, tags, max_change_per_bar), "--tempo map"
     steady = choose_tempo(cuts, tags)
     if mode == "steady":
         return steady, "--tempo steady"
@@ -384,7 +380,7 @@ def plan_tempo(cuts_s, duration_s: float, tags: list[str] | tuple[str, ...] = ()
     steady_hits = cuts_near(cuts, steady.beats(duration_s), STEADY_FIT_S)
     if steady_hits == cuts.size:
         return steady, f"auto: one steady tempo holds all {cuts.size} cuts"
-    mapped = tempo_map(cuts, duration_s, tags)
+    mapped = tempo_map(cuts, duration_s, tags, max_change_per_bar)
     map_hits = cuts_near(cuts, mapped.beats_s, STEADY_FIT_S)
     if map_hits > steady_hits:
         return mapped, (f"auto: a steady tempo holds {steady_hits} of {cuts.size} cuts, a tempo map "
