@@ -50,8 +50,8 @@ DOWNBEAT_BONUS = 0.5  # subtracted when every cut lands on a bar line (a multipl
 PRIOR_WEIGHT = 1.0  # |log2(bpm / prior centre)|: an octave away costs this much
 CANDIDATE_STEP_BPM = 0.25
 # Above this tempo listeners and beat trackers often hear half time (madmom tracked the demo
-# model's 160-164 BPM music at 80-82 BPM on held-out slideshows, and lost every cut on an odd beat:
-# docs/rhythm.md). A grid this fast therefore puts cuts only on every other beat, the beats that
+# model's 160-164 BPM music at 80-82 BPM on held-out slideshows, and lost every cut on an odd beat;
+# docs/rhythm.md says which runs). A grid this fast therefore puts cuts only on every other beat, the beats that
 # are heard either way.
 FAST_BPM = 145.0
 
