@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from vem.export import onnx_utils
+
 QUANTIZED_OP_TYPES = ("Conv", "MatMul", "Gemm")
 RECIPE_CLASSES = ("conditioning", "first_layer", "last_layer", "attention_bmm")
 MAIN_INPUT = {"transitions": None, "visual": "frames", "aligner": "frames", "denoiser": "latent",
@@ -202,7 +204,7 @@ def activation_ranges(model_path: str | os.PathLike, feeds: Sequence[Mapping[str
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
-    session = ort.InferenceSession(augmented.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = onnx_utils.session_from_model(augmented, options)
     wanted = [f"__vem_absmax_{i}" for i in range(len(tensors))]
     input_names = {i.name for i in session.get_inputs()}
     maxima = np.zeros((len(feeds), len(tensors)), dtype=np.float64)
@@ -253,17 +255,24 @@ def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, ranges: Mappi
 
 
 def _quantize_static(src, dst, ranges, exclude, quantize_bias) -> None:
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     with tempfile.TemporaryDirectory(prefix="vem-q-") as work:
         cache = _write_range_cache(ranges, Path(work) / "ranges.json")
+        # quantize_static writes into a scratch folder, in the external form when the source has
+        # it (its own data-file naming), and `save_model` writes the result where it belongs in
+        # the form its size asks for.
+        out = Path(work) / "quantized.onnx"
         quantize_static(
-            str(src), str(dst), calibration_data_reader=None, calibration_cache_path=str(cache),
+            str(src), str(out), calibration_data_reader=None, calibration_cache_path=str(cache),
             calibrate_method=CalibrationMethod.MinMax, quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
             op_types_to_quantize=list(QUANTIZED_OP_TYPES), nodes_to_exclude=sorted(set(exclude)),
+            use_external_data_format=onnx_utils.has_external_data(src),
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": quantize_bias},
         )
+        onnx_utils.save_model(onnx.load(str(out)), dst)
 
 
 # ---- measuring ---------------------------------------------------------------------------------
@@ -479,7 +488,7 @@ def channel_absmax(model_path: str | os.PathLike, feeds: Sequence[Mapping[str, n
             augmented.graph.output.append(helper.make_tensor_value_info(tensor, TensorProto.FLOAT, None))
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(augmented.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = onnx_utils.session_from_model(augmented, options)
     input_names = {i.name for i in session.get_inputs()}
     rows: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
     for feed in feeds:
@@ -551,7 +560,7 @@ def smooth_graph(src: str | os.PathLike, dst: str | os.PathLike, channel_maxima:
     del graph.node[:]
     graph.node.extend(rewritten)
     _prune_unused_initializers(model)
-    onnx.save(model, str(dst))
+    onnx_utils.save_model(model, dst)
     return new_ranges, done
 
 

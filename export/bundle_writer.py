@@ -165,6 +165,7 @@ def _entry(folder: Path, name: str, precision: str, path: Path, inputs, outputs,
         name=name, precision=precision, file=path.relative_to(folder).as_posix(), sha256=sha256_file(path),
         bytes=path.stat().st_size, inputs=list(inputs), outputs=list(outputs),
         parity={k: float(v) for k, v in parity.items()}, notes=notes,
+        external_data=onnx_utils.external_data_entry(path, folder),
     )
 
 
@@ -298,7 +299,7 @@ def _export_component(name: str, module: Any, spec: Any, config: VemConfig, want
         parity = {"max_rel_random": rel_random, "max_rel_real": rel_real, "max_rel": worst}
         seconds = traced_s + time.perf_counter() - t1
         done.append((_entry(folder, name, precision, path, spec.inputs, spec.outputs, parity, notes),
-                     ComponentReport(name, precision, path.name, path.stat().st_size, worst, bound, seconds, notes)))
+                     ComponentReport(name, precision, path.name, onnx_utils.graph_bytes(path), worst, bound, seconds, notes)))
         say(f"    {precision} done in {seconds:.1f} s, max rel error {worst:.2e} "
             f"(random {rel_random:.2e}, real {rel_real:.2e})")
     return done
@@ -475,7 +476,7 @@ def _export_transitions(folder: Path, work: Path, precisions: list[str], real_fr
                                               "full scale 1: a window without a cut has tiny probabilities)"}
     if transitions_onnx is not None:
         fp32 = work / "transitions.onnx"
-        shutil.copyfile(transitions_onnx, fp32)
+        onnx_utils.copy_graph(transitions_onnx, fp32)
         base["reused_graph"] = Path(transitions_onnx).name
     else:
         result = tn.export_transitions(work, fp16=False, model=model, parity_batch=1)
@@ -490,7 +491,7 @@ def _export_transitions(folder: Path, work: Path, precisions: list[str], real_fr
         notes = dict(base)
         if precision == "fp32":
             path = folder / "transitions.onnx"
-            shutil.copyfile(fp32, path)
+            onnx_utils.copy_graph(fp32, path)
         else:
             path = folder / "transitions.fp16.onnx"
             onnx_utils.store_weights_fp16(fp32, path)
@@ -503,7 +504,7 @@ def _export_transitions(folder: Path, work: Path, precisions: list[str], real_fr
         parity = {"max_rel_random": rel["random"], "max_rel_real": rel["real"], "max_rel": max(rel.values())}
         notes["parity_bound"] = bound
         entry = _entry(folder, "transitions", precision, path, inputs, outputs, parity, notes)
-        pairs.append((entry, ComponentReport("transitions", precision, path.name, path.stat().st_size,
+        pairs.append((entry, ComponentReport("transitions", precision, path.name, onnx_utils.graph_bytes(path),
                                              parity["max_rel"], bound, 0.0, notes)))
     return pairs
 
@@ -527,11 +528,13 @@ def _transitions_gpu_graph(folder: Path, fp32: Path, windows: dict[str, np.ndarr
               for kind in windows}
     worst = max(errors.values())
     if worst > bound:
-        path.unlink()
+        onnx_utils.remove_graph(path)
         return {"gpu_graph_rejected": f"fp16 compute gave max |p - torch| {worst:.2e} > {bound:g}; GPU engines "
                                       f"use the fp32-compute graph"}
+    external = onnx_utils.external_data_entry(path, folder)
     return {"gpu_graph": {
         "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
+        **({"external_data": external} if external else {}),
         "storage": f"fp16 compute with fp32 islands ({', '.join(tn.FP16_FP32_OPS)})",
         "parity": {"max_abs_random": errors["random"], "max_abs_real": errors["real"], "max_abs": worst},
         "why": "for GPU engines and ONNX Runtime's GPU providers (fp16 arithmetic); ONNX Runtime's CPU "
@@ -549,7 +552,7 @@ def _rename_dim(path: Path, old: str, new: str) -> None:
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param == old:
                 dim.dim_param = new
-    onnx.save(model, str(path))
+    onnx_utils.save_model(model, path)
     onnx_utils.check_onnx(path)
 
 

@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--transitions-onnx", metavar="FILE",
                         help="reuse this fp32 TransNetV2 graph (a bundle's transitions.onnx) instead of exporting "
                              "it again: its weights do not depend on the checkpoint")
+    parser.add_argument("--external-data-above", metavar="MB", type=float, default=2000.0,
+                        help="write a graph larger than this with its weights in a side file <graph>.onnx.data "
+                             "(ONNX external data, which the bundle records and hashes); protobuf cannot hold a "
+                             "graph of 2 GiB, so the default 2000 MB only moves graphs that must move")
     parser.add_argument("--verbose", action="store_true",
                         help="also show ONNX Runtime's graph-optimiser warnings and torch's tracer warnings")
     return parser
@@ -180,6 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.from_bundle:
         return _from_bundle_main(args)
+    if not args.external_data_above > 0:
+        print(f"vem-export: --external-data-above must be > 0 MB, got {args.external_data_above}", file=sys.stderr)
+        return EXIT_USAGE
+    from .onnx_utils import external_data_above
+
+    with external_data_above(int(args.external_data_above * 1e6)):
+        return _export_main(args)
+
+
+def _export_main(args: argparse.Namespace) -> int:
     args.precision = args.precision or "fp16"
     missing = _missing_extra(args)
     if missing is not None:

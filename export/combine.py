@@ -49,11 +49,16 @@ def combine(target: str | Path, source: str | Path, picks: list[tuple[str, str]]
             continue
         if existing:
             raise ValueError(f"{target} already has a different {name} graph at {precision}")
-        if (target / entry["file"]).exists():
-            raise ValueError(f"{target / entry['file']} exists: would overwrite another graph")
-        shutil.copyfile(source / entry["file"], target / entry["file"])
-        if sha256_file(target / entry["file"]) != entry["sha256"]:
-            raise ValueError(f"copy of {entry['file']} does not match its sha256")
+        # a graph over 2 GB comes with its weights' file (external data): copied and checked alike
+        files = [entry] + ([entry["external_data"]] if entry.get("external_data") else [])
+        for item in files:
+            if (target / item["file"]).exists():
+                raise ValueError(f"{target / item['file']} exists: would overwrite another graph")
+        for item in files:
+            (target / item["file"]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / item["file"], target / item["file"])
+            if sha256_file(target / item["file"]) != item["sha256"]:
+                raise ValueError(f"copy of {item['file']} does not match its sha256")
         target_data["components"].append(entry)
         added.append(entry["file"])
     built = target_data.setdefault("built_with", {})

@@ -87,6 +87,11 @@ def engine_source(folder: Path, entry: Any) -> tuple[Path, str]:
             return folder / entry.file, f"its GPU graph {gpu['file']} is missing; built from {entry.file}"
         if gpu.get("sha256") and sha256_file(path) != gpu["sha256"]:
             return folder / entry.file, f"its GPU graph {gpu['file']} does not match its sha256; built from {entry.file}"
+        data = gpu.get("external_data")
+        if isinstance(data, dict) and (not (folder / data["file"]).is_file()
+                                       or sha256_file(folder / data["file"]) != data.get("sha256")):
+            return folder / entry.file, (f"its GPU graph's weights {data['file']} are missing or do not match their "
+                                         f"sha256; built from {entry.file}")
         return path, f"built from the GPU graph {gpu['file']} ({gpu.get('storage', 'fp16 compute')})"
     return folder / entry.file, f"built from {entry.file}"
 

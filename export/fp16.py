@@ -89,7 +89,7 @@ def convert_with_islands(src: str | os.PathLike, dst: str | os.PathLike, islands
     """fp16 copy of ``src`` with the node classes ``islands`` kept in fp32."""
     import onnx
 
-    model = onnx.load(str(src))
+    model = onnx.load(str(src), load_external_data=False)  # the structure is enough
     blocked = sorted({name for kind in islands for name in island_nodes(model, kind)})
     # unnamed nodes cannot be blocked by name; the exporter names every node, check it
     return onnx_utils.convert_to_fp16(src, dst, node_block_list=blocked)
@@ -120,7 +120,7 @@ def search_islands(
     import onnx
 
     work_dir = Path(work_dir)
-    model = onnx.load(str(src))
+    model = onnx.load(str(src), load_external_data=False)  # the structure is enough
     present = [kind for kind in candidates if island_nodes(model, kind)]
     steps: list[dict] = []
     cache: dict[tuple[str, ...], float] = {}
@@ -132,7 +132,7 @@ def search_islands(
             convert_with_islands(src, path, key)
             cache[key] = float(error_of(path))
             steps.append({"islands": list(key), "max_rel": cache[key]})
-            path.unlink(missing_ok=True)
+            onnx_utils.remove_graph(path)
         return cache[key]
 
     chosen: list[str] = []

@@ -37,6 +37,8 @@ import numpy as np
 
 from vem.runtime.bundle import ComponentEntry, load_bundle, sha256_file
 
+from . import onnx_utils
+
 MIN_SPEEDUP = 1.1  # below this an int8 graph does not pay for its rounding
 LATENCY_ROUNDS = 7  # interleaved fp32/int8 timing rounds behind that decision
 DEFAULT_TARGET = 0.1  # rel. L2 of a component's output vs fp32: 0.05 and 0.1 passed the gate, 0.2 failed (docs/precision.md)
@@ -244,10 +246,11 @@ def quantize_bundle(
                 entry = ComponentEntry(
                     name=name, precision="int8", file=out.name, sha256=sha256_file(out), bytes=out.stat().st_size,
                     inputs=list(fp32_entry.inputs), outputs=list(fp32_entry.outputs),
-                    parity={"rel_l2_vs_fp32": choice.error}, notes=notes)
+                    parity={"rel_l2_vs_fp32": choice.error}, notes=notes,
+                    external_data=onnx_utils.external_data_entry(out, folder))
                 manifest.components.append(entry)
             else:
-                out.unlink(missing_ok=True)
+                onnx_utils.remove_graph(out)
             row.seconds = time.perf_counter() - t0
             results.append(row)
             say(f"    {name}: {'int8' if row.kept else 'stays fp32'} (error {row.error:.3f}, "
@@ -311,7 +314,7 @@ def export_int8_bundle(source: Any, out_dir: str | os.PathLike, *, fp32_bundle: 
         out.mkdir(parents=True, exist_ok=True)
         for entry in source_bundle.manifest.components:
             if entry.precision == "fp32":
-                shutil.copyfile(source_bundle.path(entry), out / entry.file)
+                onnx_utils.copy_graph(source_bundle.path(entry), out / entry.file)
         source_bundle.manifest.components = [e for e in source_bundle.manifest.components if e.precision == "fp32"]
         source_bundle.manifest.engines = []
         source_bundle.manifest.write(out)

@@ -11,9 +11,12 @@ torch-free calibration package.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,136 @@ from vem.runtime.bundle import sha256_file  # noqa: F401  (re-exported for vem.e
 
 # The opset the project targets (docs/toolchain.md: torch 2.13's exporters emit it; ORT >= 1.16 runs it).
 DEFAULT_OPSET = 18
+
+# ---- saving graphs: one file, or the graph plus its weights in one external-data file ---------
+#
+# protobuf cannot serialise a message of 2 GiB or more, so a graph whose weights come near that
+# (the denoiser of a larger AudioLDM 2 checkpoint) keeps them in ONNX's "external data": the
+# weights in one side file ``<graph>.onnx.data`` beside the graph, which records their offsets.
+# ONNX Runtime, TensorRT's parse_from_file, onnx.load and the checker find it from the graph's
+# folder. Every graph the export writes goes through `save_model`, which picks the form by size;
+# the bundle records and hashes the side file (`external_data_entry`).
+
+# Above this serialised size a graph is written with external data: 2 GB, under protobuf's
+# 2 GiB - 1 limit with room for the graph's own structure.
+EXTERNAL_DATA_ABOVE_BYTES = 2_000_000_000
+# Tensors smaller than this stay inside the graph even in the external form (shape constants,
+# scales), so that tools that read the graph alone still see them.
+EXTERNAL_TENSOR_MIN_BYTES = 1024
+_external_data_above = EXTERNAL_DATA_ABOVE_BYTES
+
+
+@contextlib.contextmanager
+def external_data_above(size_bytes: int | None) -> Iterator[None]:
+    """Within the block, `save_model` writes external data for graphs over ``size_bytes`` (None:
+    the default, 2 GB). `vem-export --external-data-above` sets it; a low value shows a small
+    graph in the external form, which is how the tests exercise the >2 GB path cheaply."""
+    global _external_data_above
+    previous = _external_data_above
+    _external_data_above = EXTERNAL_DATA_ABOVE_BYTES if size_bytes is None else int(size_bytes)
+    try:
+        yield
+    finally:
+        _external_data_above = previous
+
+
+def data_file_of(path: str | os.PathLike) -> Path:
+    """Where `save_model` puts a graph's external data: ``<graph file>.data`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".data")
+
+
+def needs_external_data(model: Any) -> bool:
+    """True when ``model`` (a ModelProto) is over the external-data threshold."""
+    from google.protobuf.message import EncodeError
+
+    try:
+        return model.ByteSize() > _external_data_above
+    except EncodeError:  # protobuf will not even size a message over 2 GiB
+        return True
+
+
+def save_model(model: Any, path: str | os.PathLike) -> Path:
+    """Write ``model`` to ``path``: one self-contained file, or, over the threshold, the graph and
+    every tensor of at least 1 KiB in ``<path>.data``. A data file left beside ``path`` by an
+    earlier save is removed first (onnx appends to an existing one; a stale one would also be
+    mistaken for this graph's). In the external form onnx moves the tensors out of ``model``
+    itself: reload the file to use the weights again."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = data_file_of(path)
+    data.unlink(missing_ok=True)
+    if needs_external_data(model):
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data.name, size_threshold=EXTERNAL_TENSOR_MIN_BYTES, convert_attribute=False)
+        # onnx creates the data file owner-only (0600); a bundle is read by whoever runs it
+        os.chmod(data, path.stat().st_mode & 0o777)
+    else:
+        onnx.save_model(model, str(path))
+    return path
+
+
+def has_external_data(path: str | os.PathLike) -> bool:
+    """True when the graph at ``path`` was written with external data (its side file exists)."""
+    return data_file_of(path).is_file()
+
+
+def graph_bytes(path: str | os.PathLike) -> int:
+    """A graph's size on disk, its external data included."""
+    path = Path(path)
+    return path.stat().st_size + (data_file_of(path).stat().st_size if has_external_data(path) else 0)
+
+
+def external_data_entry(path: str | os.PathLike, folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest's record of a graph's external data (file relative to the bundle ``folder``,
+    sha256, bytes), or None for a self-contained graph."""
+    if not has_external_data(path):
+        return None
+    data = data_file_of(path)
+    return {"file": data.relative_to(Path(folder)).as_posix(), "sha256": sha256_file(data),
+            "bytes": data.stat().st_size}
+
+
+def copy_graph(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy a graph with its external data, if any. The graph names its data file, so a copy under
+    another name is rewritten (loaded and saved) rather than copied byte for byte."""
+    import onnx
+
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if not has_external_data(src):
+        data_file_of(dst).unlink(missing_ok=True)
+        shutil.copyfile(src, dst)
+    elif src.name == dst.name:
+        shutil.copyfile(data_file_of(src), data_file_of(dst))
+        shutil.copyfile(src, dst)
+    else:
+        save_model(onnx.load(str(src)), dst)
+    return dst
+
+
+def remove_graph(path: str | os.PathLike) -> None:
+    """Delete a graph and its external data."""
+    Path(path).unlink(missing_ok=True)
+    data_file_of(path).unlink(missing_ok=True)
+
+
+def session_from_model(model: Any, options: Any = None, providers: Sequence[str] | None = None):
+    """An ONNX Runtime session for an in-memory ModelProto (an augmented copy of a graph). ORT
+    takes serialised bytes only under 2 GiB, so a larger model goes through a temporary folder in
+    the external form."""
+    import onnxruntime as ort
+
+    providers = list(providers or ["CPUExecutionProvider"])
+    if not needs_external_data(model):
+        return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
+    with tempfile.TemporaryDirectory(prefix="vem-session-") as folder:
+        path = save_model(model, Path(folder) / "model.onnx")
+        # The folder goes once the session exists: ORT has read the weights, or mapped them, and on
+        # Linux a mapped file stays readable after it is unlinked.
+        return ort.InferenceSession(str(path), options, providers=providers)
 
 
 def check_onnx(path: str | os.PathLike) -> None:
@@ -47,27 +180,36 @@ def export_onnx(
 ) -> Path:
     """Trace ``module`` on ``args`` into ``path`` with the TorchScript exporter, then check it.
 
-    ``dynamo=False``: the TorchScript exporter writes one self-contained file (the dynamo exporter
-    writes weights to a side ``.onnx.data`` file by default) and handles the models here
-    (docs/toolchain.md). The module is put in eval mode and traced without gradients.
+    ``dynamo=False``: the TorchScript exporter handles the models here (docs/toolchain.md). The
+    module is put in eval mode and traced without gradients. Over protobuf's 2 GiB limit that
+    exporter writes every weight to its own file beside the graph, so it traces into a scratch
+    folder and the graph is re-saved by `save_model` (one data file) when that happened.
     """
+    import onnx
     import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module.eval()
-    with torch.no_grad():
-        torch.onnx.export(
-            module,
-            args,
-            str(path),
-            dynamo=False,
-            opset_version=opset,
-            input_names=list(input_names),
-            output_names=list(output_names),
-            dynamic_axes={k: dict(v) for k, v in (dynamic_axes or {}).items()},
-            do_constant_folding=True,
-        )
+    with tempfile.TemporaryDirectory(prefix="vem-trace-", dir=path.parent) as scratch:
+        traced = Path(scratch) / "model.onnx"
+        with torch.no_grad():
+            torch.onnx.export(
+                module,
+                args,
+                str(traced),
+                dynamo=False,
+                opset_version=opset,
+                input_names=list(input_names),
+                output_names=list(output_names),
+                dynamic_axes={k: dict(v) for k, v in (dynamic_axes or {}).items()},
+                do_constant_folding=True,
+            )
+        if len(list(Path(scratch).iterdir())) == 1 and traced.stat().st_size <= _external_data_above:
+            remove_graph(path)
+            shutil.move(str(traced), str(path))
+        else:
+            save_model(onnx.load(str(traced)), path)
     check_onnx(path)
     return path
 
@@ -94,17 +236,26 @@ def clean_graph(src: str | os.PathLike, dst: str | os.PathLike | None = None) ->
 
     start = time.perf_counter()
     dst = Path(dst if dst is not None else src)
+    # A graph in the external form (over 2 GB) cannot be shape-inferred in memory: Polygraphy sizes
+    # the proto first, which protobuf refuses over 2 GiB. Its shapes are inferred from the file
+    # instead (onnx's infer_shapes_path reads the graph, not the weights) before folding and again
+    # on the result; the folding passes then work from those shapes.
+    external = has_external_data(src)
     model = onnx.load(str(src))
     nodes_before = len(model.graph.node)
     # Polygraphy logs every folding pass at INFO; keep the export's output to warnings.
     with G_LOGGER.verbosity(G_LOGGER.WARNING):
-        model = infer_shapes(model, allow_onnxruntime=False)
+        model = infer_shapes(str(src) if external else model, allow_onnxruntime=False)
         # Several passes: folding a constant can make its consumer's shape static, and so on.
         model = fold_constants(
-            model, num_passes=3, do_shape_inference=True, fold_shapes=True, allow_onnxruntime_shape_inference=False
+            model, num_passes=3, do_shape_inference=not external, fold_shapes=True,
+            allow_onnxruntime_shape_inference=False
         )
-        model = infer_shapes(model, allow_onnxruntime=False)
-    onnx.save(model, str(dst))
+        if not external:
+            model = infer_shapes(model, allow_onnxruntime=False)
+    save_model(model, dst)
+    if has_external_data(dst):
+        onnx.shape_inference.infer_shapes_path(str(dst), str(dst))
     check_onnx(dst)
     return CleanReport(nodes_before, len(model.graph.node), time.perf_counter() - start)
 
@@ -133,7 +284,9 @@ def convert_to_fp16(
     import onnx
     import onnx_graphsurgeon as gs
 
-    model = onnx.load(str(src))
+    # The ORT converter runs shape inference itself; given a path it uses infer_shapes_path, which
+    # also works over 2 GiB (given a loaded model it would serialise it).
+    model = onnx.load(str(src)) if method == "onnxconverter" else str(src)
     if method == "onnxconverter":
         from onnxconverter_common import float16 as converter
     elif method == "ort":
@@ -152,7 +305,7 @@ def convert_to_fp16(
     graph.cleanup()
     model16 = gs.export_onnx(graph)
     dst = Path(dst)
-    onnx.save(model16, str(dst))
+    save_model(model16, dst)
     check_onnx(dst)
     return dst
 
@@ -194,7 +347,7 @@ def store_weights_fp16(src: str | os.PathLike, dst: str | os.PathLike, min_eleme
     del graph.node[:]
     graph.node.extend(nodes)
     dst = Path(dst)
-    onnx.save(model, str(dst))
+    save_model(model, dst)
     check_onnx(dst)
     return dst
 

@@ -232,7 +232,7 @@ def bundle_sizes(pipeline: Any) -> dict[str, Any]:
     graphs = {}
     for name in pipeline.runners:
         try:
-            graphs[name] = manifest.component(name, pipeline.precision).bytes
+            graphs[name] = manifest.component(name, pipeline.precision).total_bytes
         except Exception:  # noqa: BLE001 - a component without this precision (transitions' fallback)
             continue
     engines = {f"{e.name}/{e.compute_capability}": e.bytes for e in manifest.engines if e.precision == pipeline.precision}

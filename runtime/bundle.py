@@ -58,9 +58,18 @@ class ComponentEntry:
     outputs: list[TensorSpec]
     parity: dict[str, float] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
+    # A graph whose weights do not fit in one protobuf (2 GiB) keeps them in a side file, ONNX's
+    # "external data": {"file", "sha256", "bytes"} of that file, which sits beside ``file`` and
+    # is hashed like it. None for a self-contained graph (every shipped one).
+    external_data: dict[str, Any] | None = None
+
+    @property
+    def total_bytes(self) -> int:
+        """What the component takes on disk: the graph and its external data, if any."""
+        return self.bytes + int((self.external_data or {}).get("bytes", 0))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "precision": self.precision,
             "file": self.file,
@@ -71,6 +80,9 @@ class ComponentEntry:
             "parity": dict(self.parity),
             "notes": dict(self.notes),
         }
+        if self.external_data is not None:
+            out["external_data"] = dict(self.external_data)
+        return out
 
 
 @dataclass
@@ -203,7 +215,9 @@ def validate_manifest_data(data: Any) -> list[str]:
                 problems.append(f"{prefix}: duplicate entry for {name} at {precision}")
             seen.add((name, precision))
             _check_file_fields(entry, prefix, need, problems)
-            _check_optional_object(entry, ("parity", "notes"), prefix, problems)
+            _check_optional_object(entry, ("parity", "notes", "external_data"), prefix, problems)
+            if isinstance(entry.get("external_data"), dict):
+                _check_file_fields(entry["external_data"], f"{prefix}external_data.", need, problems)
             for side in ("inputs", "outputs"):
                 specs = need(side, list, entry, prefix)
                 for spec_index, spec in enumerate(specs or []):
@@ -334,6 +348,7 @@ def manifest_from_data(data: dict[str, Any]) -> Manifest:
                 name=c["name"], precision=c["precision"], file=c["file"], sha256=c["sha256"], bytes=c["bytes"],
                 inputs=specs(c["inputs"]), outputs=specs(c["outputs"]),
                 parity=dict(c.get("parity") or {}), notes=dict(c.get("notes") or {}),
+                external_data=dict(c["external_data"]) if c.get("external_data") else None,
             )
             for c in data["components"]
         ],
@@ -382,4 +397,25 @@ def load_bundle(folder: str | os.PathLike, *, verify_hashes: bool = True) -> Bun
                 raise BundleError(
                     f"bundle component {entry.name} ({entry.precision}) does not match its manifest hash: "
                     f"{path} is corrupted or was replaced", hint=hint)
+        if entry.external_data is not None:
+            _check_external_data(folder, entry, verify_hashes, hint)
     return bundle
+
+
+def _check_external_data(folder: Path, entry: ComponentEntry, verify_hashes: bool, hint: str) -> None:
+    """The weights file of an external-data graph: present beside the graph (ONNX resolves its
+    location relative to the graph's folder), the recorded size, and the recorded hash."""
+    data = entry.external_data or {}
+    graph_folder = (folder / entry.file).parent
+    path = folder / data["file"]
+    what = f"bundle component {entry.name} ({entry.precision})"
+    if path.parent != graph_folder:
+        raise BundleError(f"{what}: its external data {data['file']} must sit beside {entry.file}", hint=hint)
+    if not path.is_file():
+        raise BundleError(f"{what}: its external data file is missing: {path}", hint=hint)
+    if path.stat().st_size != data["bytes"]:
+        raise BundleError(f"{what}: its external data {path} is {path.stat().st_size} bytes, the manifest says "
+                          f"{data['bytes']}: it is truncated or was replaced", hint=hint)
+    if verify_hashes and sha256_file(path) != data["sha256"]:
+        raise BundleError(f"{what}: its external data does not match its manifest hash: {path} is corrupted or "
+                          f"was replaced", hint=hint)

@@ -22,6 +22,7 @@ are left on the device and handed back as CuPy arrays, so the latent never visit
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -178,6 +179,8 @@ class OnnxRuntimeBackend:
             if bundle is None:
                 raise ValueError("loading a ComponentEntry needs the bundle it belongs to (bundle=...)")
             path, digest = bundle.path(source), source.sha256
+            if source.external_data:  # the optimized-graph cache must follow the weights' file too
+                digest = hashlib.sha256(f"{source.sha256}:{source.external_data['sha256']}".encode()).hexdigest()
             name = name or source.name
             input_names = {spec.name for spec in source.inputs}
             precision = precision or source.precision
@@ -187,6 +190,8 @@ class OnnxRuntimeBackend:
                 candidate = bundle.folder / gpu_graph["file"]
                 if candidate.is_file():
                     path, digest = candidate, gpu_graph.get("sha256")
+                    if isinstance(gpu_graph.get("external_data"), dict) and digest:
+                        digest = hashlib.sha256(f"{digest}:{gpu_graph['external_data'].get('sha256')}".encode()).hexdigest()
                     why = f"the GPU graph {gpu_graph['file']} ({gpu_graph.get('storage', 'fp16 compute')})"
                 else:
                     why = f"its GPU graph {gpu_graph['file']} is missing; running {source.file}"
@@ -289,6 +294,14 @@ class OnnxRuntimeRunner(Runner):
             return cached, None
         cache_dir.mkdir(parents=True, exist_ok=True)
         options.optimized_model_filepath = str(cached.with_suffix(".tmp"))
+        if (path.parent / (path.name + ".data")).is_file():
+            # A graph in ONNX's external-data form (over 2 GB): the optimized copy cannot be one
+            # protobuf either, so ORT writes its weights beside it under the final name (only the
+            # graph file is renamed from .tmp once the session exists).
+            options.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                             cached.name + ".data")
+            options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes",
+                                             "1024")
         return path, cached
 
     def _check_against(self, entry: ComponentEntry) -> None:
