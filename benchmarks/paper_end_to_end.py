@@ -8,7 +8,9 @@ the bundle's sizes and each component's parity (fp16 included) in one JSON file.
 
 Slow: the paper T-UNet has ~380 M parameters; the export traces it, checks it in float64 and runs
 it through the ONNX sampler loop. ``--from-audioldm2 DIR`` exports a converted AudioLDM 2
-checkpoint instead of the untrained (seeded) paper config.
+checkpoint instead of the untrained (seeded) paper config; ``--external-data-above 500`` writes the
+1.5 GB fp32 and 0.8 GB fp16 denoisers in ONNX's external-data form (the form of any graph over
+2 GB) and runs vem-run on them.
 """
 
 from __future__ import annotations
@@ -49,22 +51,26 @@ def _run_measured(command: list[str], log: Path, timeout_s: float) -> dict:
 EXPORT_CHILD = """
 import sys
 from vem.export.bundle_writer import export_bundle
+from vem.export.onnx_utils import external_data_above
 source, out, max_seconds, seed = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+above = int(float(sys.argv[5]) * 1e6) if len(sys.argv) > 5 else None
 if source != "paper":
     import torch
     from vem.model.audioldm2 import load_audioldm2
     torch.manual_seed(seed)
     source, report = load_audioldm2(source)
     print("\\n".join(report.lines()), flush=True)
-result = export_bundle(source, out, ("fp32", "fp16"), max_seconds=max_seconds, max_storyboards=4, seed=seed,
-                       end_to_end_seconds=min(3.0, max_seconds), end_to_end_steps=2,
-                       progress=lambda m: print(m, flush=True))
+with external_data_above(above):
+    result = export_bundle(source, out, ("fp32", "fp16"), max_seconds=max_seconds, max_storyboards=4, seed=seed,
+                           end_to_end_seconds=min(3.0, max_seconds), end_to_end_steps=2,
+                           progress=lambda m: print(m, flush=True))
 print("exported in", round(result.seconds), "s", flush=True)
 """
 
 
 def run(work: Path, out: Path = RESULT, *, video_seconds: float = 3.0, steps: int = 4, max_seconds: float = 4.0,
-        source: str = "paper", seed: int = 0, timeout_s: float = 5400.0) -> dict:
+        source: str = "paper", seed: int = 0, timeout_s: float = 5400.0,
+        external_data_above_mb: float | None = None) -> dict:
     from vem.export.parity_inputs import write_parity_video
     from vem.runtime.bundle import load_bundle
 
@@ -74,14 +80,16 @@ def run(work: Path, out: Path = RESULT, *, video_seconds: float = 3.0, steps: in
         "what": "paper config exported (fp32 + fp16 in one bundle) and run by vem-run --bundle on a short video",
         "source": source if source == "paper" else f"AudioLDM 2 checkpoint {Path(source).name}",
         "settings": {"video_seconds": video_seconds, "steps": steps, "max_seconds": max_seconds, "max_storyboards": 4,
-                     "export_end_to_end_steps": 2, "seed": seed, "guidance": "the bundle's"},
+                     "export_end_to_end_steps": 2, "seed": seed, "guidance": "the bundle's",
+                     "external_data_above_mb": external_data_above_mb or 2000.0},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "note": "2 cores shared with other jobs: times are an upper bound"},
     }
     manifest_path = bundle / "manifest.json"
     if not manifest_path.is_file():
+        above = [] if external_data_above_mb is None else [str(external_data_above_mb)]
         result["export"] = _run_measured([sys.executable, "-c", EXPORT_CHILD, source, str(bundle), str(max_seconds),
-                                          str(seed)], work / "export.log", timeout_s)
+                                          str(seed), *above], work / "export.log", timeout_s)
         if result["export"]["exit_code"] != 0:
             _write(out, result)
             raise RuntimeError(f"export failed: {result['export']['log_tail']}")
@@ -90,7 +98,8 @@ def run(work: Path, out: Path = RESULT, *, video_seconds: float = 3.0, steps: in
     (work / "export.json").write_text(json.dumps(result["export"]))
     manifest = load_bundle(bundle).manifest
     result["bundle"] = {
-        "components": [{"name": e.name, "precision": e.precision, "mb": round(e.bytes / 1e6, 1),
+        "components": [{"name": e.name, "precision": e.precision, "mb": round(e.total_bytes / 1e6, 1),
+                        "external_data_mb": round(e.external_data["bytes"] / 1e6, 1) if e.external_data else None,
                         "parity_max_rel": e.parity.get("max_rel"), "bound": e.notes.get("parity_bound"),
                         "storage": e.notes.get("storage")} for e in manifest.components],
         "end_to_end_waveform": manifest.built_with.get("end_to_end_waveform"),
@@ -127,9 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=4.0, help="longest window of the exported graphs")
     parser.add_argument("--from-audioldm2", metavar="DIR", help="export this AudioLDM 2 checkpoint instead")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--external-data-above", metavar="MB", type=float,
+                        help="export graphs over this size in ONNX's external-data form (vem-export's flag; "
+                             "default 2000: none of the paper config's graphs)")
     args = parser.parse_args(argv)
     result = run(Path(args.work), Path(args.out), video_seconds=args.video_seconds, steps=args.steps,
-                 max_seconds=args.max_seconds, source=args.from_audioldm2 or "paper", seed=args.seed)
+                 max_seconds=args.max_seconds, source=args.from_audioldm2 or "paper", seed=args.seed,
+                 external_data_above_mb=args.external_data_above)
     print(json.dumps({k: result[k] for k in ("export", "runs")}, indent=2, default=str)[:4000])
     return 0 if all(r["exit_code"] == 0 for r in result["runs"].values()) else 1
 
