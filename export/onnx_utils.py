@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-# One implementation of the manifest's file hash: the runtime's (torch-free).
-from vem.runtime.bundle import sha256_file  # noqa: F401  (re-exported for vem.export.transitions)
+# One implementation of the manifest's file hash and the external-data file name: the runtime's
+# (torch-free); sha256_file is re-exported for vem.export.transitions.
+from vem.runtime.bundle import external_data_file, sha256_file
 
 # The opset the project targets (docs/toolchain.md: torch 2.13's exporters emit it; ORT >= 1.16 runs it).
 DEFAULT_OPSET = 18
@@ -63,8 +64,7 @@ def external_data_above(size_bytes: int | None) -> Iterator[None]:
 
 def data_file_of(path: str | os.PathLike) -> Path:
     """Where `save_model` puts a graph's external data: ``<graph file>.data`` beside it."""
-    path = Path(path)
-    return path.with_name(path.name + ".data")
+    return external_data_file(path)
 
 
 def needs_external_data(model: Any) -> bool:
@@ -241,7 +241,8 @@ def clean_graph(src: str | os.PathLike, dst: str | os.PathLike | None = None) ->
     # instead (onnx's infer_shapes_path reads the graph, not the weights) before folding and again
     # on the result; the folding passes then work from those shapes.
     external = has_external_data(src)
-    model = onnx.load(str(src))
+    # the structure is enough to count nodes; Polygraphy reads the external form from the path
+    model = onnx.load(str(src), load_external_data=not external)
     nodes_before = len(model.graph.node)
     # Polygraphy logs every folding pass at INFO; keep the export's output to warnings.
     with G_LOGGER.verbosity(G_LOGGER.WARNING):

@@ -46,6 +46,12 @@ UNTRAINED_PARTS = (
 )
 
 
+def _untrained(key: str, prefix: str) -> bool:
+    """Whether the VeM parameter ``key`` belongs to the untrained part named by ``prefix``: a
+    top-level module ("aligner.") or, with a leading dot, a sub-module anywhere (".sg_catt.")."""
+    return prefix in key if prefix.startswith(".") else key.startswith(prefix)
+
+
 class AudioLDM2Error(ValueError):
     """The checkpoint cannot be placed into VeM; the message names every offending tensor or value."""
 
@@ -207,6 +213,11 @@ def config_from_audioldm2(vae_cfg: dict, vocoder_cfg: dict, unet_cfg: dict,
 # ---------------------------------------------------------------------------------------------
 # name maps: source (diffusers / transformers) name -> VeM name
 
+def _pair(src: str, dst: str) -> dict[str, str]:
+    """A layer's weight and bias: ``src.weight -> dst.weight``, ``src.bias -> dst.bias``."""
+    return {f"{src}.{p}": f"{dst}.{p}" for p in ("weight", "bias")}
+
+
 def _resnet(src: str, dst: str, unet: bool) -> dict[str, str]:
     names = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0", "conv2": "out_layers.2",
              "conv_shortcut": "skip", "time_emb_proj": "emb_layers.1"} if unet else {
@@ -220,22 +231,21 @@ def _vae_map(config: VemConfig) -> dict[str, str]:
     out: dict[str, str] = {}
     # encoder: conv_in, per level resnets (+ downsampler), mid (res, attn, res), norm, conv_out, quant_conv
     i = 0
-    out.update({f"encoder.conv_in.{p}": f"vae.encoder.layers.{i}.{p}" for p in ("weight", "bias")})
+    out.update(_pair("encoder.conv_in", f"vae.encoder.layers.{i}"))
     i += 1
     for level in range(len(vcfg.channel_mult)):
         for j in range(vcfg.num_res_blocks):
             out.update(_resnet(f"encoder.down_blocks.{level}.resnets.{j}", f"vae.encoder.layers.{i}", unet=False))
             i += 1
         if level != len(vcfg.channel_mult) - 1:
-            out.update({f"encoder.down_blocks.{level}.downsamplers.0.conv.{p}": f"vae.encoder.layers.{i}.conv.{p}"
-                        for p in ("weight", "bias")})
+            out.update(_pair(f"encoder.down_blocks.{level}.downsamplers.0.conv", f"vae.encoder.layers.{i}.conv"))
             i += 1
     i = _vae_middle(out, "encoder", "vae.encoder", i)
     for src, step in (("encoder.conv_norm_out", 0), ("encoder.conv_out", 2), ("quant_conv", 3)):
-        out.update({f"{src}.{p}": f"vae.encoder.layers.{i + step}.{p}" for p in ("weight", "bias")})
+        out.update(_pair(src, f"vae.encoder.layers.{i + step}"))
     # decoder: post_quant_conv, conv_in, mid, up_blocks (deepest first), norm, conv_out
-    out.update({f"post_quant_conv.{p}": f"vae.decoder.layers.0.{p}" for p in ("weight", "bias")})
-    out.update({f"decoder.conv_in.{p}": f"vae.decoder.layers.1.{p}" for p in ("weight", "bias")})
+    out.update(_pair("post_quant_conv", "vae.decoder.layers.0"))
+    out.update(_pair("decoder.conv_in", "vae.decoder.layers.1"))
     i = _vae_middle(out, "decoder", "vae.decoder", 2)
     levels = len(vcfg.channel_mult)
     for up in range(levels):
@@ -243,11 +253,10 @@ def _vae_map(config: VemConfig) -> dict[str, str]:
             out.update(_resnet(f"decoder.up_blocks.{up}.resnets.{j}", f"vae.decoder.layers.{i}", unet=False))
             i += 1
         if up != levels - 1:
-            out.update({f"decoder.up_blocks.{up}.upsamplers.0.conv.{p}": f"vae.decoder.layers.{i}.conv.{p}"
-                        for p in ("weight", "bias")})
+            out.update(_pair(f"decoder.up_blocks.{up}.upsamplers.0.conv", f"vae.decoder.layers.{i}.conv"))
             i += 1
     for src, step in (("decoder.conv_norm_out", 0), ("decoder.conv_out", 2)):
-        out.update({f"{src}.{p}": f"vae.decoder.layers.{i + step}.{p}" for p in ("weight", "bias")})
+        out.update(_pair(src, f"vae.decoder.layers.{i + step}"))
     return out
 
 
@@ -262,15 +271,14 @@ def _vae_middle(out: dict[str, str], src: str, dst: str, i: int) -> int:
 
 def _vocoder_map(config: VemConfig) -> dict[str, str]:
     vcfg = config.vocoder
-    out = {f"conv_pre.{p}": f"vocoder.conv_pre.{p}" for p in ("weight", "bias")}
-    out.update({f"conv_post.{p}": f"vocoder.conv_post.{p}" for p in ("weight", "bias")})
+    out = _pair("conv_pre", "vocoder.conv_pre")
+    out.update(_pair("conv_post", "vocoder.conv_post"))
     for i in range(len(vcfg.upsample_rates)):
-        out.update({f"upsampler.{i}.{p}": f"vocoder.ups.{i}.{p}" for p in ("weight", "bias")})
+        out.update(_pair(f"upsampler.{i}", f"vocoder.ups.{i}"))
     for k in range(len(vcfg.upsample_rates) * len(vcfg.resblock_kernel_sizes)):
         for j in range(len(vcfg.resblock_dilations[k % len(vcfg.resblock_kernel_sizes)])):
             for conv in ("convs1", "convs2"):
-                out.update({f"resblocks.{k}.{conv}.{j}.{p}": f"vocoder.resblocks.{k}.{conv}.{j}.{p}"
-                            for p in ("weight", "bias")})
+                out.update(_pair(f"resblocks.{k}.{conv}.{j}", f"vocoder.resblocks.{k}.{conv}.{j}"))
     return out
 
 
@@ -279,12 +287,12 @@ def _transformer(src: str, dst: str, depth: int) -> dict[str, str]:
     for d in range(depth):
         s, t = f"{src}.transformer_blocks.{d}", f"{dst}.blocks.{d}"
         for n in ("norm1", "norm2", "norm3"):
-            out.update({f"{s}.{n}.{p}": f"{t}.{n}.{p}" for p in ("weight", "bias")})
+            out.update(_pair(f"{s}.{n}", f"{t}.{n}"))
         for attn in ("attn1", "attn2"):
             out.update({f"{s}.{attn}.{q}.weight": f"{t}.{attn}.{q}.weight" for q in ("to_q", "to_k", "to_v")})
-            out.update({f"{s}.{attn}.to_out.0.{p}": f"{t}.{attn}.to_out.{p}" for p in ("weight", "bias")})
-        out.update({f"{s}.ff.net.0.proj.{p}": f"{t}.ff.proj_in.{p}" for p in ("weight", "bias")})
-        out.update({f"{s}.ff.net.2.{p}": f"{t}.ff.proj_out.{p}" for p in ("weight", "bias")})
+            out.update(_pair(f"{s}.{attn}.to_out.0", f"{t}.{attn}.to_out"))
+        out.update(_pair(f"{s}.ff.net.0.proj", f"{t}.ff.proj_in"))
+        out.update(_pair(f"{s}.ff.net.2", f"{t}.ff.proj_out"))
     return out
 
 
@@ -300,11 +308,11 @@ def _unet_map(model: VeM) -> dict[str, str]:
     ucfg = model.config.unet
     unet = model.unet
     depth = ucfg.transformer_depth
-    out = {f"conv_in.{p}": f"unet.conv_in.{p}" for p in ("weight", "bias")}
-    out.update({f"time_embedding.linear_1.{p}": f"unet.time_embed.0.{p}" for p in ("weight", "bias")})
-    out.update({f"time_embedding.linear_2.{p}": f"unet.time_embed.2.{p}" for p in ("weight", "bias")})
-    out.update({f"conv_norm_out.{p}": f"unet.out.0.{p}" for p in ("weight", "bias")})
-    out.update({f"conv_out.{p}": f"unet.out.2.{p}" for p in ("weight", "bias")})
+    out = _pair("conv_in", "unet.conv_in")
+    out.update(_pair("time_embedding.linear_1", "unet.time_embed.0"))
+    out.update(_pair("time_embedding.linear_2", "unet.time_embed.2"))
+    out.update(_pair("conv_norm_out", "unet.out.0"))
+    out.update(_pair("conv_out", "unet.out.2"))
     level, j = 0, 0
     for i, block in enumerate(unet.input_blocks):
         if isinstance(block, EncoderBlock):
@@ -313,8 +321,7 @@ def _unet_map(model: VeM) -> dict[str, str]:
                 out.update(_stack(f"down_blocks.{level}", j, f"unet.input_blocks.{i}.transformer", depth))
             j += 1
         else:
-            out.update({f"down_blocks.{level}.downsamplers.0.conv.{p}": f"unet.input_blocks.{i}.conv.{p}"
-                        for p in ("weight", "bias")})
+            out.update(_pair(f"down_blocks.{level}.downsamplers.0.conv", f"unet.input_blocks.{i}.conv"))
             level, j = level + 1, 0
     out.update(_resnet("mid_block.resnets.0", "unet.middle_res1", unet=True))
     out.update(_resnet("mid_block.resnets.1", "unet.middle_res2", unet=True))
@@ -326,8 +333,7 @@ def _unet_map(model: VeM) -> dict[str, str]:
         if block.transformer is not None:
             out.update(_stack(f"up_blocks.{up}", j, f"unet.output_blocks.{i}.transformer", depth))
         if block.upsample is not None:
-            out.update({f"up_blocks.{up}.upsamplers.0.conv.{p}": f"unet.output_blocks.{i}.upsample.conv.{p}"
-                        for p in ("weight", "bias")})
+            out.update(_pair(f"up_blocks.{up}.upsamplers.0.conv", f"unet.output_blocks.{i}.upsample.conv"))
     return out
 
 
@@ -385,15 +391,14 @@ def load_audioldm2(folder: str | Path, base: VemConfig | None = None) -> tuple[V
     for name in SUBFOLDERS:
         problems += _place(name, parts[name][1], mappings[name], target, ignorable[name], report)
     mapped = {v for m in mappings.values() for v in m.values()}
-    leftover = [k for k in target if k not in mapped and not any(p in k for p, _ in UNTRAINED_PARTS)
-                and (k.startswith("vae.") or k.startswith("vocoder.") or k.startswith("unet."))]
+    leftover = [k for k in target if k not in mapped and not any(_untrained(k, p) for p, _ in UNTRAINED_PARTS)
+                and k.startswith(("vae.", "vocoder.", "unet."))]
     problems += [f"VeM {k} {tuple(target[k].shape)}: nothing in the checkpoint fills it" for k in leftover]
     if problems:
         raise AudioLDM2Error(f"cannot place {len(problems)} tensor(s) of {folder}:\n  " + "\n  ".join(problems))
     model.load_state_dict(target)
     for prefix, desc in UNTRAINED_PARTS:
-        count = sum(p.numel() for k, p in model.named_parameters() if prefix in k and k not in mapped
-                    and (k.startswith(prefix) if not prefix.startswith(".") else True))
+        count = sum(p.numel() for k, p in model.named_parameters() if _untrained(k, prefix) and k not in mapped)
         report.untrained[desc] = count
     # what vem-export's manifest records as the source (the folder's name, never its path)
     model.source_description = f"AudioLDM 2 checkpoint {folder.name} (vem.model.audioldm2)"

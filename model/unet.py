@@ -154,8 +154,7 @@ class TransformerBlock(nn.Module):
         if storyboard and keep_self_attention:
             zero_module(self.sg_catt.attention.to_out)
         self.norm2 = nn.LayerNorm(dim)
-        attn2_context = {"global": context_dim, "self": None}.get(context, context_dim)
-        self.attn2 = Attention(dim, heads, head_dim, attn2_context)
+        self.attn2 = Attention(dim, heads, head_dim, None if context == "self" else context_dim)
         self.norm3 = nn.LayerNorm(dim)
         self.ff = FeedForward(dim)
 

@@ -37,6 +37,13 @@ def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def external_data_file(graph: str | os.PathLike) -> Path:
+    """Where a graph in ONNX's external-data form keeps its weights: ``<graph file>.data`` beside
+    it (the name `vem.export.onnx_utils.save_model` writes and the manifest records)."""
+    graph = Path(graph)
+    return graph.with_name(graph.name + ".data")
+
+
 @dataclass
 class TensorSpec:
     name: str

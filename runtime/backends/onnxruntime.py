@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import Bundle, ComponentEntry, sha256_file
+from ..bundle import Bundle, ComponentEntry, external_data_file, sha256_file
 from ..errors import BundleError
 from ..guidance import BRANCH_INPUT
 from ..interrupt import run_options
@@ -134,6 +134,14 @@ def ort_tensorrt_cache_dir(bundle: Bundle | None) -> Path | None:
 # unset or 0, they block.
 SPINNING_ENV = "VEM_ORT_SPINNING"
 
+def _graph_digest(sha256: str | None, external_data: Any) -> str | None:
+    """The optimized-graph cache's key for a graph: its sha256, combined with its external data's
+    (graphs over 2 GB) so that the cache follows the weights' file too."""
+    if not sha256 or not isinstance(external_data, dict):
+        return sha256
+    return hashlib.sha256(f"{sha256}:{external_data.get('sha256')}".encode()).hexdigest()
+
+
 class OnnxRuntimeBackend:
     """Loads bundle components into `OnnxRuntimeRunner`s.
 
@@ -178,9 +186,7 @@ class OnnxRuntimeBackend:
         if isinstance(source, ComponentEntry):
             if bundle is None:
                 raise ValueError("loading a ComponentEntry needs the bundle it belongs to (bundle=...)")
-            path, digest = bundle.path(source), source.sha256
-            if source.external_data:  # the optimized-graph cache must follow the weights' file too
-                digest = hashlib.sha256(f"{source.sha256}:{source.external_data['sha256']}".encode()).hexdigest()
+            path, digest = bundle.path(source), _graph_digest(source.sha256, source.external_data)
             name = name or source.name
             input_names = {spec.name for spec in source.inputs}
             precision = precision or source.precision
@@ -189,9 +195,7 @@ class OnnxRuntimeBackend:
             if self.providers[0] in GPU_PROVIDERS and isinstance(gpu_graph, dict) and gpu_graph.get("file"):
                 candidate = bundle.folder / gpu_graph["file"]
                 if candidate.is_file():
-                    path, digest = candidate, gpu_graph.get("sha256")
-                    if isinstance(gpu_graph.get("external_data"), dict) and digest:
-                        digest = hashlib.sha256(f"{digest}:{gpu_graph['external_data'].get('sha256')}".encode()).hexdigest()
+                    path, digest = candidate, _graph_digest(gpu_graph.get("sha256"), gpu_graph.get("external_data"))
                     why = f"the GPU graph {gpu_graph['file']} ({gpu_graph.get('storage', 'fp16 compute')})"
                 else:
                     why = f"its GPU graph {gpu_graph['file']} is missing; running {source.file}"
@@ -294,7 +298,7 @@ class OnnxRuntimeRunner(Runner):
             return cached, None
         cache_dir.mkdir(parents=True, exist_ok=True)
         options.optimized_model_filepath = str(cached.with_suffix(".tmp"))
-        if (path.parent / (path.name + ".data")).is_file():
+        if external_data_file(path).is_file():
             # A graph in ONNX's external-data form (over 2 GB): the optimized copy cannot be one
             # protobuf either, so ORT writes its weights beside it under the final name (only the
             # graph file is renamed from .tmp once the session exists).
