@@ -114,13 +114,18 @@ def _name_max(folder: str) -> int:
         return 255
 
 
+def _temp_stem(folder: str, name: str) -> tuple[str, str]:
+    """(stem, extension) of the temporary names for ``name`` in ``folder``: the hidden name adds 18
+    bytes to the final one, so the stem is shortened until any final name the file system takes
+    has a temporary name it takes too."""
+    stem, ext = os.path.splitext(name)
+    room = _name_max(folder) - len(os.fsencode(f"..{'0' * 8}.partial{ext}"))
+    return os.fsdecode(os.fsencode(stem)[:max(room, 1)]) or "vem", ext
+
+
 def _create_temp(final: str) -> str:
     folder, name = os.path.split(final)
-    stem, ext = os.path.splitext(name)
-    # The hidden name adds 18 bytes to the final one: shorten its stem so that any final name the
-    # file system takes has a temporary name it takes too.
-    room = _name_max(folder) - len(os.fsencode(f"..{'0' * 8}.partial{ext}"))
-    stem = os.fsdecode(os.fsencode(stem)[:max(room, 1)]) or "vem"
+    stem, ext = _temp_stem(folder, name)
     for _ in range(100):
         temp = os.path.join(folder, f".{stem}.{secrets.token_hex(4)}.partial{ext}")
         try:
@@ -163,9 +168,7 @@ def remove_partials(path: str | os.PathLike) -> list[str]:
 
     final = os.path.abspath(os.fspath(path))
     folder, name = os.path.split(final)
-    stem, ext = os.path.splitext(name)
-    room = _name_max(folder) - len(os.fsencode(f"..{'0' * 8}.partial{ext}"))
-    stem = os.fsdecode(os.fsencode(stem)[:max(room, 1)]) or "vem"
+    stem, ext = _temp_stem(folder, name)
     pattern = re.compile(r"\.+" + re.escape(stem) + r"\.[0-9a-f]{8}\.partial.*" + re.escape(ext) + r"\Z")
     removed = []
     try:
