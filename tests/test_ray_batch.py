@@ -61,18 +61,19 @@ def batch(tmp_path_factory):
     return root
 
 
-def _ray_processes(marker: str) -> list[str]:
-    """Command lines of the running processes that mention ``marker`` (the run's RAY_TMPDIR)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+def _ray_processes(ray_tmp: str) -> dict[int, str]:
+    """The running processes of one run, pid -> command line: those whose environment has its
+    RAY_TMPDIR (the driver's, inherited by the cluster's processes). The environment, not the command
+    line: a Ray worker renames itself (``ray::VideoWorker.generate``), which hides the folder."""
+    marker = f"RAY_TMPDIR={ray_tmp}".encode()
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+            if marker not in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                continue
+            found[int(pid)] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone, or not ours to read
             continue
-        if marker in cmdline:
-            found.append(cmdline)
     return found
 
 
@@ -92,7 +93,7 @@ def _gone(ray_tmp: str, timeout: float = 20.0) -> list[str]:
     deadline = time.monotonic() + timeout
     while _ray_processes(ray_tmp) and time.monotonic() < deadline:
         time.sleep(0.5)
-    left = _ray_processes(ray_tmp)
+    left = list(_ray_processes(ray_tmp).values())
     shutil.rmtree(ray_tmp, ignore_errors=True)
     return left
 
@@ -149,18 +150,13 @@ def test_ray_batch_matches_sequential_and_skip_existing_continues(batch):
 
 
 def _generating_worker(ray_tmp: str, timeout: float = 180.0) -> int:
-    """The pid of one of this run's Ray workers while it generates a video (found by its process
-    title and its RAY_TMPDIR, which the workers inherit from the driver)."""
+    """The pid of one of this run's Ray workers while it generates a video (found by its RAY_TMPDIR,
+    which the workers inherit from the driver, and its process title)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                title = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if title.startswith(b"ray::VideoWorker.generate") and \
-                        f"RAY_TMPDIR={ray_tmp}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                    return int(pid)
-            except OSError:
-                continue
+        for pid, title in _ray_processes(ray_tmp).items():
+            if title.startswith("ray::VideoWorker.generate"):
+                return pid
         time.sleep(0.2)
     raise AssertionError("no Ray worker started generating")
 
