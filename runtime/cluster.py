@@ -32,7 +32,7 @@ import socket
 import sys
 import time
 
-from .errors import BundleError, InputError, OutputError, UsageError, VemError
+from .errors import UsageError, VemError
 from .interrupt import Interrupted
 from .progress import BatchProgress, Progress
 from .run import FAILED, Outputs, VideoOutcome, as_failure, generate_captured, print_outcome
@@ -40,7 +40,6 @@ from .run import FAILED, Outputs, VideoOutcome, as_failure, generate_captured, p
 LOCAL = "local"
 DEFAULT_CPUS_PER_WORKER = 4  # ONNX Runtime threads of a CPU pipeline: more scale poorly on these graphs
 LOCAL_OBJECT_STORE_BYTES = 100 * 1024 * 1024  # results are small records; Ray's minimum is 75 MiB
-_ERRORS = {error.exit_code: error for error in (UsageError, InputError, BundleError, OutputError)}
 
 
 def _enter(cwd: str) -> None:
@@ -57,7 +56,7 @@ class VideoWorker:
         from .pipeline import Pipeline
 
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self.failure: tuple[int, str, str | None] | None = None
+        self.failure: VemError | None = None  # pickled whole: its class (exit code), message and hint
         self.pipeline = None
         _enter(cwd)
         try:
@@ -65,8 +64,7 @@ class VideoWorker:
                                           threads=threads,
                                           components=Pipeline.PARSE_COMPONENTS if args.parse_only else None)
         except Exception as error:  # noqa: BLE001 - reported by the driver as a local run reports it
-            failure = as_failure(error)
-            self.failure = (failure.exit_code, failure.message, failure.hint)
+            self.failure = as_failure(error)
 
     def ready(self) -> dict:
         return {"worker": self.name, "failure": self.failure}
@@ -166,8 +164,7 @@ def run_on_ray(args: argparse.Namespace, videos: list[str], plans: dict[str, Out
         ready = _wait_all(ray, [actor.ready.remote() for actor in actors], quiet=args.quiet)
         for state in ready:
             if state["failure"] is not None:
-                code, message, hint = state["failure"]
-                raise _ERRORS.get(code, VemError)(message, hint=hint)
+                raise state["failure"]
         names = {id(actor): state["worker"] for actor, state in zip(actors, ready)}
         ready_s = time.perf_counter() - began  # connect (or start a local cluster), start workers, load bundles
         worker_args = copy.copy(args)
