@@ -33,7 +33,6 @@ import sys
 import time
 
 from .errors import UsageError, VemError
-from .interrupt import Interrupted
 from .progress import BatchProgress, Progress
 from .run import FAILED, Outputs, VideoOutcome, as_failure, generate_captured, print_outcome
 
@@ -141,8 +140,9 @@ def _lost(video: str, worker: str, error: BaseException) -> VideoOutcome:
 
 def run_on_ray(args: argparse.Namespace, videos: list[str], plans: dict[str, Outputs], parse, parse_source):
     """Generate ``videos`` on the cluster at ``args.ray``. Returns (outcomes by video, the
-    summary's cluster fields, the Interrupted that stopped the run or None). A failure that
-    stops everything (no cluster, a bundle that does not load) raises its VemError."""
+    summary's cluster fields, the KeyboardInterrupt that stopped the run or None, which
+    `finish_batch` reports). A failure that stops everything (no cluster, a bundle that does not
+    load) raises its VemError."""
     from .atomic import remove_partials
 
     cwd = os.getcwd()
@@ -151,7 +151,7 @@ def run_on_ray(args: argparse.Namespace, videos: list[str], plans: dict[str, Out
     outcomes: dict[str, VideoOutcome] = {}
     running: dict = {}  # object ref -> (video, actor, worker name, start time)
     actors: list = []
-    stopped: Interrupted | None = None
+    stopped: KeyboardInterrupt | None = None
     nodes: list[dict] = []
     cpus = gpus = 0.0
     ready_s = None
@@ -201,7 +201,7 @@ def run_on_ray(args: argparse.Namespace, videos: list[str], plans: dict[str, Out
         finally:
             progress.close()
     except KeyboardInterrupt as error:
-        stopped = error if isinstance(error, Interrupted) else Interrupted()
+        stopped = error
     finally:
         try:
             if stopped is not None:
