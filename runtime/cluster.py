@@ -138,13 +138,19 @@ def _lost(video: str, worker: str, error: BaseException) -> VideoOutcome:
                         stderr=failure.user_message() + "\n")
 
 
+def _sweep(outputs: Outputs) -> None:
+    """Remove the temporary files a killed worker left for a video's outputs (shared storage)."""
+    from .atomic import remove_partials
+
+    for path in outputs.files():
+        remove_partials(path)
+
+
 def run_on_ray(args: argparse.Namespace, videos: list[str], plans: dict[str, Outputs], parse, parse_source):
     """Generate ``videos`` on the cluster at ``args.ray``. Returns (outcomes by video, the
     summary's cluster fields, the KeyboardInterrupt that stopped the run or None, which
     `finish_batch` reports). A failure that stops everything (no cluster, a bundle that does not
     load) raises its VemError."""
-    from .atomic import remove_partials
-
     cwd = os.getcwd()
     began = time.perf_counter()
     ray = _connect(args)
@@ -188,8 +194,7 @@ def run_on_ray(args: argparse.Namespace, videos: list[str], plans: dict[str, Out
                     except ray.exceptions.RayError as error:  # the worker is gone: so is its video
                         outcome = _lost(video, name, error)
                         outcome.seconds = time.perf_counter() - started
-                        for path in plans[video].files():
-                            remove_partials(path)
+                        _sweep(plans[video])
                         if not idle and not running:
                             queue, lost = [], queue  # no worker left for the rest
                             for rest in lost:
@@ -212,8 +217,7 @@ def run_on_ray(args: argparse.Namespace, videos: list[str], plans: dict[str, Out
                 if running:
                     ray.wait(list(running), num_returns=len(running), timeout=10.0)
                 for video, *_ in running.values():
-                    for path in plans[video].files():
-                        remove_partials(path)
+                    _sweep(plans[video])
         finally:
             ray.shutdown()
     extra = {"mode": "ray", "ray_address": args.ray, "workers": len(actors), "cpus_per_worker": cpus,
