@@ -561,22 +561,17 @@ def outputs_exist(outputs: Outputs) -> bool:
 
 def generate_video(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, parse=None,
                    parse_source: dict | None = None, checked: Checked | None = None,
-                   worker: str = "local", print_errors: bool = True) -> VideoOutcome:
+                   worker: str = "local") -> VideoOutcome:
     """`run_one` for one video of a batch, as a `VideoOutcome`: the one place a local batch and a
-    Ray worker generate a video. A failure is caught (each video fails on its own) and, with
-    ``print_errors``, printed as the README promises; a signal (KeyboardInterrupt) goes through."""
+    Ray worker generate a video. A failure is caught (each video fails on its own) and printed as
+    the README promises; a signal (KeyboardInterrupt, not an Exception) goes through."""
     import time
 
     started = time.perf_counter()
     try:
         report = run_one(pipeline, args, video, outputs, parse, parse_source, checked)
-    except KeyboardInterrupt:
-        raise
     except Exception as error:  # noqa: BLE001 - each video fails on its own; the others go on
-        if print_errors:
-            failure = _report_error(error, args.debug)
-        else:
-            failure = as_failure(error)
+        failure = _report_error(error, args.debug)
         return VideoOutcome(video, FAILED, worker, time.perf_counter() - started, [], failure.exit_code,
                             failure.message)
     return VideoOutcome(video, DONE, worker, time.perf_counter() - started, outputs.files(),
