@@ -9,6 +9,7 @@ without ``--force``, and the input is never touched. Errors are one line (``erro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -524,6 +525,18 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print("warning: " + " ".join(str(message).split()), file=sys.stderr)
 
 
+@contextlib.contextmanager
+def _warnings_as_lines(debug: bool):
+    """Within the block, warnings print as `_show_warning` lines (Python's own form with --debug);
+    the previous warning settings come back afterwards."""
+    import warnings
+
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _show_warning
+        yield
+
+
 # --- One video of a batch, wherever it runs ------------------------------------------------------
 
 DONE, FAILED, SKIPPED, NOT_RUN = "done", "failed", "skipped", "not run"
@@ -582,14 +595,10 @@ def generate_captured(pipeline, args: argparse.Namespace, video: str, outputs: O
                       parse_source: dict | None = None, worker: str = "local") -> VideoOutcome:
     """`generate_video` with its stderr captured into the outcome (a Ray worker's stderr is not
     the user's terminal): warnings, and the error as `_report_error` prints it."""
-    import contextlib
     import io
-    import warnings
 
     buffer = io.StringIO()
-    with contextlib.redirect_stderr(buffer), warnings.catch_warnings():
-        if not args.debug:
-            warnings.showwarning = _show_warning
+    with contextlib.redirect_stderr(buffer), _warnings_as_lines(args.debug):
         outcome = generate_video(pipeline, args, video, outputs, parse, parse_source, None, worker)
     outcome.stderr = buffer.getvalue()
     return outcome
@@ -684,15 +693,10 @@ def _write_summary(args: argparse.Namespace, data: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`vem-run`; returns the exit code (README "Errors and exit codes")."""
-    import warnings
-
-
     # SIGINT, SIGTERM, SIGHUP: stop promptly, remove temporary files, exit 128 + the signal.
     try:
         args = build_parser().parse_args(argv)  # argparse itself exits 2 on a malformed command line
-        with handling_signals(), warnings.catch_warnings():
-            if not args.debug:
-                warnings.showwarning = _show_warning
+        with handling_signals(), _warnings_as_lines(args.debug):
             return _main(args)
     except KeyboardInterrupt as error:  # a signal outside the stages' own handling
         return _interrupted(error, "")
