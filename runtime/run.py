@@ -211,7 +211,7 @@ def check_flags(args: argparse.Namespace) -> None:
         raise UsageError(f"--seed must be between 0 and 2**63-1, got {args.seed}")
     if args.bpm is not None and not (math.isfinite(args.bpm) and MIN_BPM <= args.bpm <= MAX_BPM):
         raise UsageError(f"--bpm must be between {MIN_BPM:g} and {MAX_BPM:g}, got {args.bpm:g}")
-    if args.bpm is not None and getattr(args, "tempo", "auto") == "map":
+    if args.bpm is not None and args.tempo == "map":
         raise UsageError("--bpm fixes one steady tempo; it cannot be combined with --tempo map")
     if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
         raise UsageError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds:g}")
@@ -226,21 +226,21 @@ def check_batch_flags(args: argparse.Namespace) -> None:
     """UsageError for the cluster flags: they need --ray, and counts must be positive."""
     import math
 
-    ray_only = [flag for flag, value in (("--ray-workers", getattr(args, "ray_workers", None)),
-                                         ("--cpus-per-worker", getattr(args, "cpus_per_worker", None)),
-                                         ("--gpus-per-worker", getattr(args, "gpus_per_worker", None)))
+    ray_only = [flag for flag, value in (("--ray-workers", args.ray_workers),
+                                         ("--cpus-per-worker", args.cpus_per_worker),
+                                         ("--gpus-per-worker", args.gpus_per_worker))
                 if value is not None]
-    if ray_only and not getattr(args, "ray", None):
+    if ray_only and not args.ray:
         raise UsageError(f"{', '.join(ray_only)} only apply with --ray ADDRESS",
                          hint="add --ray local to use the cores of this machine")
-    if getattr(args, "ray", None) is not None and not args.ray.strip():
+    if args.ray is not None and not args.ray.strip():
         raise UsageError("--ray needs an address: 'local', or a running cluster's (host:port, ray://host:port, auto)")
-    if getattr(args, "ray_workers", None) is not None and args.ray_workers < 1:
+    if args.ray_workers is not None and args.ray_workers < 1:
         raise UsageError(f"--ray-workers must be at least 1, got {args.ray_workers}")
-    cpus = getattr(args, "cpus_per_worker", None)
+    cpus = args.cpus_per_worker
     if cpus is not None and not (math.isfinite(cpus) and cpus > 0):
         raise UsageError(f"--cpus-per-worker must be a positive number, got {cpus:g}")
-    gpus = getattr(args, "gpus_per_worker", None)
+    gpus = args.gpus_per_worker
     if gpus is not None and not (math.isfinite(gpus) and gpus >= 0):
         raise UsageError(f"--gpus-per-worker must be 0 or more, got {gpus:g}")
 
@@ -616,7 +616,7 @@ def print_outcome(outcome: VideoOutcome, quiet: bool) -> None:
 def skip_existing(args: argparse.Namespace, videos: list[str], plans: dict[str, Outputs]) -> dict[str, VideoOutcome]:
     """--skip-existing: the videos whose outputs all exist, as SKIPPED outcomes (each named on stderr)."""
     skipped: dict[str, VideoOutcome] = {}
-    if not getattr(args, "skip_existing", False):
+    if not args.skip_existing:
         return skipped
     for video in videos:
         if outputs_exist(plans[video]):
@@ -668,7 +668,7 @@ def finish_batch(args: argparse.Namespace, videos: list[str], outcomes: dict[str
 
 def _summary_force(args: argparse.Namespace) -> bool:
     # A run continued with --skip-existing rewrites its summary: it describes the batch as it stands.
-    return bool(args.force or getattr(args, "skip_existing", False))
+    return bool(args.force or args.skip_existing)
 
 
 def check_summary_path(args: argparse.Namespace, inputs: list[str], plans: dict[str, Outputs]) -> None:
