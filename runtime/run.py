@@ -157,12 +157,12 @@ def plan_outputs(args: argparse.Namespace, video: str, several: bool, beside: bo
                    per_video(args.write_parse, "vem.parse.json"))
 
 
-def _check_outputs(outputs: Outputs, video: str, force: bool) -> None:
-    """Refuse, before any work, outputs that exist, overwrite the input, or cannot be created."""
+def _check_outputs(paths: list[str], inputs: list[str], force: bool) -> None:
+    """Refuse, before any work, outputs that exist, overwrite an input, or cannot be created."""
     from .atomic import check_output_path, check_writable_folder
 
-    for path in outputs.files():
-        final = check_output_path(path, force=force, inputs=[video])
+    for path in paths:
+        final = check_output_path(path, force=force, inputs=inputs)
         check_writable_folder(os.path.dirname(final), display=path)
 
 
@@ -294,7 +294,7 @@ def check_input(args: argparse.Namespace, video: str, outputs: Outputs) -> Check
     from .pipeline import MAX_VIDEO_SECONDS
     from .preflight import check_timestamps
 
-    _check_outputs(outputs, video, args.force)
+    _check_outputs(outputs.files(), [video], args.force)
     info = check_video(video, args.max_seconds)
     limit = args.max_seconds if args.max_seconds is not None else MAX_VIDEO_SECONDS
     preflight = check_timestamps(video, info, mux=outputs.video is not None, max_seconds=limit)
@@ -338,7 +338,7 @@ def run_one(pipeline, args: argparse.Namespace, video: str, outputs: Outputs, pa
         for warning in checked.warnings:
             print(f"warning: {video}: {warning}", file=sys.stderr)
     else:
-        _check_outputs(outputs, video, args.force)  # again: a file may have appeared meanwhile
+        _check_outputs(outputs.files(), [video], args.force)  # again: a file may have appeared meanwhile
     limit = args.max_seconds if args.max_seconds is not None else MAX_VIDEO_SECONDS
     progress = Progress.for_stream(sys.stderr, quiet=args.quiet)
     if getattr(args, "parse_only", False):
@@ -674,14 +674,11 @@ def _summary_force(args: argparse.Namespace) -> bool:
 def check_summary_path(args: argparse.Namespace, inputs: list[str], plans: dict[str, Outputs]) -> None:
     """Refuse a --summary file that cannot be written, or that a video's output would overwrite,
     before any work (exit 5 and 2)."""
-    from .atomic import check_output_path, check_writable_folder
-
     if args.summary:
         for video, outputs in plans.items():
             if os.path.abspath(args.summary) in map(os.path.abspath, outputs.files()):
                 raise UsageError(f"--summary {args.summary}: {video} would write that file too")
-        final = check_output_path(args.summary, force=_summary_force(args), inputs=inputs)
-        check_writable_folder(os.path.dirname(final), display=args.summary)
+        _check_outputs([args.summary], inputs, _summary_force(args))
 
 
 def _write_summary(args: argparse.Namespace, data: dict) -> None:
