@@ -75,20 +75,19 @@ class BatchProgress:
 
     On a terminal one bar for the whole batch (``videos 3/6 ... failed 1, running 2``); otherwise
     one line per finished video (``[3/6] done a.mp4 on host:1234 in 4.1 s; 1 failed, 2 running,
-    5.2 videos/min``); nothing with ``quiet``. `write` prints other text without breaking the bar."""
+    5.2 videos/min``); nothing with ``quiet``. `writing` lets other text print without breaking the bar."""
 
     def __init__(self, progress: Progress, total: int):
-        self.mode = progress.mode
-        self.stream = progress.stream
+        self.progress = progress
         self.total = total
         self.finished: dict[str, int] = {}
         self.running = 0
         self.started = time.perf_counter()
         self._bar = None
-        if self.mode == "bar":
+        if progress.mode == "bar":
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc="videos", unit="video", file=self.stream, dynamic_ncols=True)
+            self._bar = tqdm(total=total, desc="videos", unit="video", file=progress.stream, dynamic_ncols=True)
 
     @property
     def count(self) -> int:
@@ -98,8 +97,8 @@ class BatchProgress:
         seconds = time.perf_counter() - self.started
         return 60.0 * self.finished.get("done", 0) / seconds if seconds > 0 else 0.0
 
-    def start(self, count: int = 1) -> None:
-        self.running += count
+    def start(self) -> None:
+        self.running += 1
         self._postfix()
 
     def finish(self, video: str, status: str, worker: str, seconds: float) -> None:
@@ -108,11 +107,11 @@ class BatchProgress:
         if self._bar is not None:
             self._bar.update(1)
             self._postfix()
-        elif self.mode == "lines":
+        elif self.progress.mode == "lines":
             failed = self.finished.get("failed", 0)
             print(f"[{self.count}/{self.total}] {status} {video} on {worker} in {seconds:.1f} s; "
                   f"{failed} failed, {self.running} running, {self.per_minute():.1f} videos/min",
-                  file=self.stream, flush=True)
+                  file=self.progress.stream, flush=True)
 
     def _postfix(self) -> None:
         if self._bar is not None:
@@ -124,7 +123,7 @@ class BatchProgress:
         if self._bar is None:
             yield
             return
-        with self._bar.external_write_mode(file=self.stream):
+        with self._bar.external_write_mode(file=self.progress.stream):
             yield
 
     def close(self) -> None:
