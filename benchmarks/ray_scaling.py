@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -30,22 +29,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from vem.runtime.bench import load_average
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "ray-scaling.json"
 
 
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
 def machine() -> dict:
-    import onnxruntime
+    """`vem.runtime.bench.machine_description` (no GEMM measurement) and the Ray version."""
+    from vem.runtime.bench import machine_description
 
     try:
         import ray
@@ -53,12 +45,7 @@ def machine() -> dict:
         ray_version = ray.__version__
     except ImportError:
         ray_version = None
-    from vem.runtime.backends.onnxruntime import physical_cores
-
-    return {"cpu": _cpu_model(), "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(),
-            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
-            "python": platform.python_version(), "platform": platform.platform(),
-            "onnxruntime": onnxruntime.__version__, "ray": ray_version}
+    return {**machine_description(gemm=False), "ray": ray_version}
 
 
 def make_videos(folder: Path, count: int, seconds: float) -> list[str]:
@@ -74,7 +61,7 @@ def make_videos(folder: Path, count: int, seconds: float) -> list[str]:
 
 
 def timed_run(work: Path, argv: list[str]) -> dict:
-    load = os.getloadavg()[0]
+    load = (load_average() or [None])[0]
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "vem.runtime.cli", *argv], cwd=work, capture_output=True,
                           text=True, timeout=3600)
