@@ -71,6 +71,10 @@ class TempoChoice:
     def beats(self, duration_s: float) -> np.ndarray:
         return beat_times(self.bpm, self.anchor_s, duration_s)
 
+    def report(self) -> dict:
+        """vem-run's report entry (unrounded: the report gives the exact grid)."""
+        return {"bpm": self.bpm, "anchor_s": self.anchor_s, "source": self.source}
+
 
 def pace_range(tags: list[str] | tuple[str, ...] = ()) -> tuple[float, float]:
     """The tempo range (BPM) of the first pace word among ``tags``, else the whole range."""

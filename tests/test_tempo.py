@@ -150,6 +150,8 @@ def test_auto_keeps_one_steady_tempo_when_it_holds_every_cut():
     tempo, why = plan_tempo(cuts, 12.0, ["moderate"])
     assert not isinstance(tempo, TempoMap) and tempo.bpm == pytest.approx(96.0, abs=0.5)
     assert "steady" in why and count_within(cuts, tempo.beats(12.0), 0.035) == len(cuts)
+    # vem-run's report entry for a steady tempo: unrounded, so a reader rebuilds the exact grid
+    assert tempo.report() == {"bpm": tempo.bpm, "anchor_s": tempo.anchor_s, "source": tempo.source}
 
 
 def test_auto_maps_free_cuts_that_no_steady_tempo_holds():
