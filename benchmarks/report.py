@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -28,12 +29,25 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 # ---- reading -------------------------------------------------------------------------------------
-def load_records(folder: Path = RESULTS) -> tuple[list[dict], list[dict]]:
+Files = list[tuple[Path, dict]]  # (path, parsed JSON) of every record, by file name
+Source = Path | Files  # a folder to read, or its files already read
+
+
+def load_files(folder: Path = RESULTS) -> Files:
+    """Every ``*.json`` of the folder, by file name, read and parsed once (`render` passes the list
+    to each table instead of every table reading the folder again)."""
+    return [(path, json.loads(path.read_text())) for path in sorted(folder.glob("*.json"))]
+
+
+def _files(source: Source) -> Files:
+    return load_files(source) if isinstance(source, Path) else source
+
+
+def load_records(source: Source = RESULTS) -> tuple[list[dict], list[dict]]:
     """(vem-bench records, pytest-benchmark records) from the folder's JSON files, by file name."""
     bench, pytest_records = [], []
-    for path in sorted(folder.glob("*.json")):
-        data = json.loads(path.read_text())
-        data["_file"] = path.name
+    for path, data in _files(source):
+        data = {**data, "_file": path.name}
         if data.get("tool") == "vem-bench":
             bench.append(data)
         elif data.get("tool") == "vem-bench --front-end":
@@ -265,11 +279,10 @@ FRONT_END_ROWS = (
 )
 
 
-def front_end_lines(folder: Path = RESULTS) -> list[str]:
+def front_end_lines(source: Source = RESULTS) -> list[str]:
     """Whole processes timed from outside (`vem-bench --front-end` records)."""
     lines: list[str] = []
-    for path in sorted(folder.glob("*.json")):
-        data = json.loads(path.read_text())
+    for path, data in _files(source):
         if data.get("tool") != "vem-bench --front-end":
             continue
         summary = data["summary"]
@@ -287,46 +300,68 @@ def front_end_lines(folder: Path = RESULTS) -> list[str]:
     return lines
 
 
-def rhythm_lines(folder: Path = RESULTS) -> list[str]:
+def _rhythm_real_caption(command: str, name: str, data: dict) -> str:
+    before = ("Before (the previous version's behaviour: one steady tempo from all transitions, no "
+              "onset compensation): " if "--raw" in command else "")
+    return (f"{before}Beats on the true cuts of held-out real-photo slideshows (`{command}`, {name}; "
+            f"{data['precision']} bundle, beats tracked by {data['tracker']} in the written waveform; "
+            f"grid = share of cuts the asked grid puts within 70 ms of a beat, follow = median tracked "
+            f"beat - asked beat):")
+
+
+def _synth_tempo_maps_caption(command: str, name: str, data: dict) -> str:
+    return (f"Steady against tempo-map music, vem-synth clips with their true parses (`{command}`, "
+            f"{name}; beats by {data['tracker']}):")
+
+
+class RhythmTable(NamedTuple):
+    """One table per record whose command starts with ``prefix``: its caption, the summary key
+    (and column) of a set's size, and the two columns after the six all rhythm tables share."""
+
+    prefix: str
+    caption: Callable[[str, str, dict], str]  # (command, file name, record)
+    size: str
+    last_headers: tuple[str, str]
+    last_cells: Callable[[dict], tuple[str, str]]  # from a set's summary
+
+
+RHYTHM_TABLES = (
+    RhythmTable("python -m benchmarks.rhythm_real", _rhythm_real_caption, "videos",
+                ("follow (ms)", "beat-interval CV (median / max)"),
+                lambda s: (f"{s['follow_median_s'] * 1000:+.1f}", f"{s['tempo_cv_median']:.3f} / {s['tempo_cv_max']:.3f}")),
+    RhythmTable("python -m benchmarks.synth_tempo_maps", _synth_tempo_maps_caption, "clips",
+                ("asked beats followed", "reference beats matched"),
+                lambda s: (f"{s['asked_beats_followed']:.3f}", f"{s['reference_beats_matched']:.3f}")),
+)
+
+
+def _rhythm_table(table: RhythmTable, path: Path, data: dict) -> list[str]:
+    headers = ("set", table.size, "hard cuts", "beat within 70 ms", "random cut times", "grid", *table.last_headers)
+    lines = [table.caption(str(data["command"]), path.name, data), "",
+             "| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
+    for kind, item in data["sets"].items():
+        s = item["summary"]
+        cells = (kind, str(s[table.size]), str(s["cuts"]), f"{s['hit_70ms']:.3f}", f"{s['chance_70ms']:.3f}",
+                 f"{s['grid_hit_70ms']:.3f}", *table.last_cells(s))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def rhythm_lines(source: Source = RESULTS) -> list[str]:
     """Beats on held-out cuts (`python -m benchmarks.rhythm_real` and `.synth_tempo_maps` records)."""
     lines: list[str] = []
-    for path in sorted(folder.glob("*.json")):
-        data = json.loads(path.read_text())
+    for path, data in _files(source):
         command = str(data.get("command", ""))
-        if command.startswith("python -m benchmarks.rhythm_real"):
-            before = ("Before (the previous version's behaviour: one steady tempo from all transitions, no "
-                      "onset compensation): " if "--raw" in command else "")
-            lines += [f"{before}Beats on the true cuts of held-out real-photo slideshows (`{command}`, {path.name}; "
-                      f"{data['precision']} bundle, beats tracked by {data['tracker']} in the written waveform; "
-                      f"grid = share of cuts the asked grid puts within 70 ms of a beat, follow = median tracked "
-                      f"beat - asked beat):", "",
-                      "| set | videos | hard cuts | beat within 70 ms | random cut times | grid | follow (ms) "
-                      "| beat-interval CV (median / max) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-            for kind, item in data["sets"].items():
-                s = item["summary"]
-                lines.append(f"| {kind} | {s['videos']} | {s['cuts']} | {s['hit_70ms']:.3f} | {s['chance_70ms']:.3f} "
-                             f"| {s['grid_hit_70ms']:.3f} | {s['follow_median_s'] * 1000:+.1f} "
-                             f"| {s['tempo_cv_median']:.3f} / {s['tempo_cv_max']:.3f} |")
-            lines.append("")
-        elif command.startswith("python -m benchmarks.synth_tempo_maps"):
-            lines += [f"Steady against tempo-map music, vem-synth clips with their true parses (`{command}`, "
-                      f"{path.name}; beats by {data['tracker']}):", "",
-                      "| set | clips | hard cuts | beat within 70 ms | random cut times | grid | asked beats followed "
-                      "| reference beats matched |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-            for kind, item in data["sets"].items():
-                s = item["summary"]
-                lines.append(f"| {kind} | {s['clips']} | {s['cuts']} | {s['hit_70ms']:.3f} | {s['chance_70ms']:.3f} "
-                             f"| {s['grid_hit_70ms']:.3f} | {s['asked_beats_followed']:.3f} "
-                             f"| {s['reference_beats_matched']:.3f} |")
-            lines.append("")
+        table = next((t for t in RHYTHM_TABLES if command.startswith(t.prefix)), None)
+        if table is not None:
+            lines += _rhythm_table(table, path, data)
     return lines
 
 
-def external_data_lines(folder: Path = RESULTS) -> list[str]:
+def external_data_lines(source: Source = RESULTS) -> list[str]:
     """A graph over 2 GiB through the export's steps (`python -m benchmarks.external_data` records)."""
     lines: list[str] = []
-    for path in sorted(folder.glob("*.json")):
-        data = json.loads(path.read_text())
+    for path, data in _files(source):
         if not str(data.get("command", "")).startswith("python -m benchmarks.external_data"):
             continue
         steps = data["steps"]
@@ -346,11 +381,12 @@ def external_data_lines(folder: Path = RESULTS) -> list[str]:
 
 def render(folder: Path = RESULTS) -> str:
     """The whole Markdown block that goes between the markers of benchmarks/RESULTS.md."""
-    bench, pytest_records = load_records(folder)
+    files = load_files(folder)  # read once, passed to every table
+    bench, pytest_records = load_records(files)
     parts = ["<!-- generated by `python -m benchmarks.report` from benchmarks/results/*.json; do not edit -->", ""]
-    parts += front_end_lines(folder)
-    parts += rhythm_lines(folder)
-    parts += external_data_lines(folder)
+    parts += front_end_lines(files)
+    parts += rhythm_lines(files)
+    parts += external_data_lines(files)
     if bench:
         steps = sorted({r["steps"] for r in results_rows(bench)})
         repeats = sorted({(r["warmup"], r["repeats"]) for r in results_rows(bench)})

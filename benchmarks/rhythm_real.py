@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import tempfile
@@ -36,12 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vem.runtime.metrics import chance_hit_rate, nearest_offsets
+from vem.runtime.metrics import HIT_TOLERANCE_S, chance_hit_rate, count_within, nan_to_none, nearest_offsets
 from vem.runtime.slideshow import PHOTOS, Shot, free_shots, write_slideshow
 
 CODECS = ("h264", "hevc", "vp9", "mpeg4")
 RATES = (Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(30), Fraction(60))
-HIT_S = 0.07
 SIZE = (640, 360)
 
 
@@ -100,19 +98,18 @@ def score_video(video: dict, beats: np.ndarray, report: dict) -> dict:
     duration = video["duration_s"]
     offsets = nearest_offsets(cuts, beats)
     grid = requested_beats(report.get("tempo"), duration)
-    grid_offsets = nearest_offsets(cuts, grid)
     follow = nearest_offsets(grid[(grid > 0.5) & (grid < duration - 1.0)], beats)  # tracked beat - asked beat
     intervals = np.diff(beats)
     detected = np.asarray(report["parse"]["transitions_s"], dtype=np.float64)
     return {
         "name": video["name"], "codec": video["codec"], "fps": video["fps"], "edit_bpm": video["edit_bpm"],
         "duration_s": round(duration, 3), "cuts": len(cuts),
-        "hits": int(np.sum(np.abs(offsets) <= HIT_S + 1e-9)),
+        "hits": count_within(cuts, beats),
         "chance_70ms": chance_hit_rate(beats, duration) if beats.size else 0.0,
         "offsets_s": [round(float(o), 4) for o in offsets],
-        "grid_hits": int(np.sum(np.abs(grid_offsets) <= HIT_S + 1e-9)) if grid.size else None,
+        "grid_hits": count_within(cuts, grid) if grid.size else None,
         "follow_median_s": float(np.nanmedian(follow)) if follow.size else None,
-        "follow_within_70ms": float(np.mean(np.abs(follow) <= HIT_S)) if follow.size else None,
+        "follow_within_70ms": float(np.mean(np.abs(follow) <= HIT_TOLERANCE_S)) if follow.size else None,
         "tempo_cv": float(intervals.std() / intervals.mean()) if intervals.size >= 2 else None,
         "beats": int(beats.size),
         "asked_bpm": (report.get("tempo") or {}).get("bpm"),
@@ -228,18 +225,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {other}: beat within 70 ms of {s[f'hit_70ms_{other}']:.3f} "
                   f"(random cut times {s[f'chance_70ms_{other}']:.3f})")
     if args.json:
-        def clean(value):
-            if isinstance(value, float) and math.isnan(value):
-                return None
-            if isinstance(value, dict):
-                return {k: clean(v) for k, v in value.items()}
-            if isinstance(value, list):
-                return [clean(v) for v in value]
-            return value
-
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(clean(result), handle, indent=1)
+            json.dump(nan_to_none(result), handle, indent=1)
     return 0
 
 

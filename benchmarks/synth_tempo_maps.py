@@ -4,7 +4,7 @@
 
 Two held-out sets of the same size from one vem-synth seed (not a training, selection or
 evaluation seed): ``steady`` (`vem-synth --tempo-maps 0`) and ``map`` (`--tempo-maps 1`: the
-reference music's tempo glides by up to 4 % per bar and the cuts fall on its moving beats). Each
+reference music's tempo glides by up to 5 % per bar and the cuts fall on its moving beats). Each
 clip goes through the shipped bundle with its ground-truth parse (as `vem-run --parse` would) and
 default settings, so the runtime plans the tempo from the true cuts (`--tempo auto`: a map where no
 steady tempo holds them). Beats are tracked in the written waveform (madmom by default). Per set:
@@ -36,6 +36,7 @@ def run(clips: int, seed: int, tracker: str, folder: Path, verbose: bool = True)
     from vem.runtime.audio import write_audio
     from vem.runtime.beats import track_beats_file
     from vem.runtime.parse_schema import load_parse
+    from vem.runtime.pipeline import hard_cuts
     from vem.training.synth.generate import generate_dataset
 
     pipeline = Pipeline.load()
@@ -47,7 +48,7 @@ def run(clips: int, seed: int, tracker: str, folder: Path, verbose: bool = True)
         rows = []
         for index, clip in enumerate(paths):
             parse = load_parse(clip.parse)
-            cuts = np.array([t.time_s for t in parse.frame.transitions or [] if t.kind == "cut"])
+            cuts = np.array(hard_cuts(parse), dtype=np.float64)  # what the runtime plans the tempo from
             reference = np.asarray(parse.music.beats_s, dtype=np.float64)
             generation = pipeline.generate(str(clip.video), parse=parse, seed=index)
             wav = folder / f"{kind}_{index}.vem.wav"

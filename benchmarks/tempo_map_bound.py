@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
+import sys
+from pathlib import Path
 
 import numpy as np
 
-from vem.runtime.tempo import BEATS_PER_BAR, TempoMap, cuts_near, plan_tempo, tempo_map
+from vem.runtime.metrics import HIT_TOLERANCE_S, count_within
+from vem.runtime.tempo import BEATS_PER_BAR, plan_tempo, tempo_map
 
 BOUNDS = (0.02, 0.04, 0.05, 0.06, 0.08)
-HIT_S = 0.07
 
 
 def measure(bound: float, edits: int, cuts_per_edit: int, seed: int) -> dict:
@@ -30,9 +33,8 @@ def measure(bound: float, edits: int, cuts_per_edit: int, seed: int) -> dict:
         duration = float(cuts[-1] + 2.0)
         mapped = tempo_map(cuts, duration, ["moderate"], max_change_per_bar=bound)
         planned, _ = plan_tempo(cuts, duration, ["moderate"], max_change_per_bar=bound)
-        auto = planned.beats_s if isinstance(planned, TempoMap) else planned.beats(duration)
-        on_map += cuts_near(cuts, mapped.beats_s, HIT_S)
-        on_auto += cuts_near(cuts, auto, HIT_S)
+        on_map += count_within(cuts, mapped.beats_s, HIT_TOLERANCE_S)
+        on_auto += count_within(cuts, planned.beats(duration), HIT_TOLERANCE_S)
         total += len(cuts)
         periods = np.diff(mapped.beats_s)
         if periods.size > BEATS_PER_BAR:
@@ -55,9 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bound {bound:.0%} per bar: cuts with a beat within 70 ms: map {row['map']:.3f}, vem-run's default "
               f"{row['auto']:.3f} (of {row['cuts']}); largest change per bar {row['largest_change_per_bar']:.3f}")
     if args.json:
+        machine = {"python": platform.python_version(), "platform": platform.platform(),
+                   "processor": platform.processor() or platform.machine()}
+        command = "python -m benchmarks.tempo_map_bound " + " ".join(argv if argv is not None else sys.argv[1:])
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"edits": args.edits, "cuts_per_edit": args.cuts, "seed": args.seed, "rows": rows}, handle,
-                      indent=1)
+            json.dump({"edits": args.edits, "cuts_per_edit": args.cuts, "seed": args.seed, "rows": rows,
+                       "command": command, "machine": machine}, handle, indent=1)
     return 0
 
 

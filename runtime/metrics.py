@@ -226,6 +226,18 @@ def rhythm_metrics(
     }
 
 
+def nan_to_none(value):
+    """``value`` with every NaN float, inside dicts and lists too, replaced by None: NaN is not
+    JSON, null is (what vem-run's report, vem-eval --json and the rhythm benchmarks write)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [nan_to_none(v) for v in value]
+    return value
+
+
 __all__ = [
     "HIT_TOLERANCE_S",
     "PAPER_TOLERANCE_S",
@@ -236,6 +248,7 @@ __all__ = [
     "event_iou",
     "hit_rate",
     "match_events",
+    "nan_to_none",
     "nearest_offsets",
     "rhythm_metrics",
     "tbiou",

@@ -44,7 +44,7 @@ from .bundle import Bundle, load_bundle
 from .captions import caption_from_tags, describe_storyboard, tags_from_probabilities
 from .errors import BundleError, InputError, UsageError
 from .guidance import bind_guided
-from .metrics import cut_beat_offsets, rhythm_metrics
+from .metrics import cut_beat_offsets, nan_to_none, rhythm_metrics
 from .parse_schema import (
     FRAME_FPS,
     FrameParse,
@@ -385,8 +385,7 @@ class Pipeline:
                       "source": "user" if parse is not None else "detected", "frame_level": parsed.frame_level},
             "music": {"files": [], "duration_s": len(waveform) / sample_rate, "sample_rate": sample_rate,
                       "beats_s": [float(b) for b in beats], "beat_tracker": DEFAULT_TRACKER},
-            "metrics": {key: (None if isinstance(value, float) and math.isnan(value) else value)
-                        for key, value in metrics.items()},
+            "metrics": nan_to_none(metrics),
             # Cut by cut, the beat nearest to it in the music actually written (beats tracked in
             # the waveform), against the parse's cuts: detected ones (on their source frames) or
             # the user's --parse. Not ground truth: vem-eval scores against a video's true cuts.
@@ -416,9 +415,7 @@ class Pipeline:
             # The tempo the model was asked for (None: a bundle without the beat-grid input).
             # Unrounded: the report gives the exact grid (joins_s lie on it).
             "tempo": None if tempo is None else {
-                **(tempo.report() if isinstance(tempo, TempoMap) else
-                   {"bpm": tempo.bpm, "anchor_s": tempo.anchor_s, "source": tempo.source}),
-                "mode": tempo_mode, "why": tempo_reason},
+                **tempo.report(), "mode": tempo_mode, "why": tempo_reason},
             "environment": _environment(),
             "warnings": list(parsed.warnings),
         }

@@ -170,7 +170,6 @@ def _fmt(value: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import json
-    import math
 
     from .beats import madmom_available
     from .extras import missing_extra
@@ -209,11 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{label:<49} {_fmt(m['tbiou'])} {_fmt(m['biou'])} {_fmt(m['hit_70ms'])} {_fmt(m['chance_70ms'])} "
           f"{m['n_transitions']:5.1f} {m['n_beats']:5.1f}")
     if args.json:
-        def clean(x):  # NaN is not JSON: write null
-            return None if isinstance(x, float) and math.isnan(x) else x
+        from .metrics import nan_to_none
 
-        data = {**result, "files": [{k: clean(v) for k, v in r.items()} for r in result["files"]],
-                "mean": {k: clean(v) for k, v in result["mean"].items()}}
+        data = nan_to_none(result)  # NaN is not JSON: write null
         try:
             with open(args.json, "w", encoding="utf-8") as fh:
                 json.dump(data, fh, indent=1)

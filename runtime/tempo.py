@@ -71,6 +71,10 @@ class TempoChoice:
     def beats(self, duration_s: float) -> np.ndarray:
         return beat_times(self.bpm, self.anchor_s, duration_s)
 
+    def report(self) -> dict:
+        """vem-run's report entry (unrounded: the report gives the exact grid)."""
+        return {"bpm": self.bpm, "anchor_s": self.anchor_s, "source": self.source}
+
 
 def pace_range(tags: list[str] | tuple[str, ...] = ()) -> tuple[float, float]:
     """The tempo range (BPM) of the first pace word among ``tags``, else the whole range."""
@@ -354,11 +358,6 @@ STEADY_FIT_S = 0.035
 TEMPO_MODES = ("auto", "steady", "map")
 
 
-def cuts_near(cuts_s, beats_s, tolerance_s: float) -> int:
-    """How many of the cuts have a beat within ``tolerance_s``."""
-    return count_within(cuts_s, beats_s, tolerance_s)
-
-
 def plan_tempo(cuts_s, duration_s: float, tags: list[str] | tuple[str, ...] = (), bpm: float | None = None,
                mode: str = "auto", max_change_per_bar: float = MAX_CHANGE_PER_BAR) -> tuple[TempoChoice | TempoMap, str]:
     """The tempo the model is asked for, and why: ``bpm`` fixes a steady tempo; ``mode`` is
@@ -377,11 +376,11 @@ def plan_tempo(cuts_s, duration_s: float, tags: list[str] | tuple[str, ...] = ()
         return steady, "--tempo steady"
     if cuts.size < 2:
         return steady, "auto: fewer than two cuts"
-    steady_hits = cuts_near(cuts, steady.beats(duration_s), STEADY_FIT_S)
+    steady_hits = count_within(cuts, steady.beats(duration_s), STEADY_FIT_S)
     if steady_hits == cuts.size:
         return steady, f"auto: one steady tempo holds all {cuts.size} cuts"
     mapped = tempo_map(cuts, duration_s, tags, max_change_per_bar)
-    map_hits = cuts_near(cuts, mapped.beats_s, STEADY_FIT_S)
+    map_hits = count_within(cuts, mapped.beats_s, STEADY_FIT_S)
     if map_hits > steady_hits:
         return mapped, (f"auto: a steady tempo holds {steady_hits} of {cuts.size} cuts, a tempo map "
                         f"{map_hits}")

@@ -15,8 +15,10 @@ def measured(tmp_path_factory):
     from benchmarks.rhythm_real import run
 
     folder = tmp_path_factory.mktemp("rhythm_real")
-    # seed 7: not one of the held-out seeds (100+) the published figures use
-    return run(["steady", "free"], 1, seed=7, tracker="numpy", tempo_mode="default", folder=folder, verbose=False)
+    # seed 6: not one of the held-out seeds (100+) the published figures use; its free edit is one
+    # no steady tempo holds (3-4 of its 5 cuts), so the runtime plans a tempo map for it (seed 7's
+    # free edit fitted one steady tempo and left the map untested)
+    return run(["steady", "free"], 1, seed=6, tracker="numpy", tempo_mode="default", folder=folder, verbose=False)
 
 
 def test_a_steady_edit_gets_one_steady_tempo_with_every_cut_on_its_grid(measured):
@@ -33,6 +35,7 @@ def test_a_steady_edit_gets_one_steady_tempo_with_every_cut_on_its_grid(measured
 def test_a_free_edit_gets_a_map_and_the_music_follows_it(measured):
     free = measured["sets"]["free"]
     summary = free["summary"]
+    assert free["videos"][0]["plan"] == "map", free["videos"][0]["why"]  # the report's tempo source
     assert summary["grid_hit_70ms"] >= 0.75  # a cut the map cannot reach may be left off, never most
     # the written music (beats tracked in the waveform) follows the grid it was asked for
     assert summary["follow_median_s"] is not None and abs(summary["follow_median_s"]) < 0.03

@@ -16,6 +16,10 @@ TRAIN_MODULES = ("torch", "scipy", "skimage", "librosa")
 
 
 def build_synth_parser() -> argparse.ArgumentParser:
+    # numpy only (no synth extra): the help states the bounds the code uses
+    from vem.runtime.tempo import MAX_CHANGE_PER_BAR, TEMPO_RANGE_BPM
+    from vem.training.synth.plan import GLIDE_RANGE
+
     parser = argparse.ArgumentParser(
         prog="vem-synth",
         description="Write synthetic (video, music, parse) triples whose scene cuts land on beats: per clip an "
@@ -30,7 +34,9 @@ def build_synth_parser() -> argparse.ArgumentParser:
                         help="worker processes (default: min(2, CPUs))")
     parser.add_argument("--tempo-maps", type=float, default=0.0, metavar="SHARE",
                         help="share of clips (0-1, default 0) whose music follows a tempo map: the tempo glides "
-                             "by up to 5%% per bar (the runtime's bound) (0.8-1.25x the style's, inside 70-170 BPM) and the cuts fall on "
+                             f"by up to {MAX_CHANGE_PER_BAR:.0%}% per bar (the runtime's bound) "
+                             f"({GLIDE_RANGE[0]:g}-{GLIDE_RANGE[1]:g}x the style's, inside "
+                             f"{TEMPO_RANGE_BPM[0]:g}-{TEMPO_RANGE_BPM[1]:g} BPM) and the cuts fall on "
                              "the moving beats; clips without a map are unchanged by this option")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return parser

@@ -86,6 +86,7 @@ def generate_clip(out_dir: str | os.PathLike, index: int, seed: int = 0,
     write_wav(str(paths.audio), audio, SAMPLE_RATE)
     shots = render_video(str(paths.video), style, timeline, fmt, transitions, scenes, video_rng)
 
+    periods = np.diff(timeline.beats_s)  # beat periods: on a tempo map they move
     parse = VideoParse(
         video=VideoInfo(path=paths.video.name, duration_s=duration, fps=float(fmt.fps)),
         global_=GlobalParse(caption=global_caption(style, timeline, scenes, transitions), tags=list(style.tags)),
@@ -104,7 +105,7 @@ def generate_clip(out_dir: str | os.PathLike, index: int, seed: int = 0,
             beats_s=[round(float(b), 6) for b in timeline.beats_s],
             downbeats_s=[round(float(b), 6) for b in timeline.downbeats_s],
             tempo_bpm=float(style.tempo_bpm) if timeline.warp is None else
-            round(60.0 / float(np.median(np.diff(timeline.beats_s))), 3),
+            round(60.0 / float(np.median(periods)), 3),
             meter=f"{timeline.beats_per_bar}/4",
             key=PITCH_NAMES[style.key_pc],
             mode=style.mode,
@@ -122,8 +123,8 @@ def generate_clip(out_dir: str | os.PathLike, index: int, seed: int = 0,
                 "scenes": [{"kind": sc.kind, "photo": sc.photo} for sc in scenes],
                 "shots": shots,
                 **({} if timeline.warp is None else {"tempo_map": {"bpm_range": [
-                    round(60.0 / float(np.max(np.diff(timeline.beats_s))), 2),
-                    round(60.0 / float(np.min(np.diff(timeline.beats_s))), 2)]}}),
+                    round(60.0 / float(np.max(periods)), 2),
+                    round(60.0 / float(np.min(periods)), 2)]}}),
             }
         },
     )

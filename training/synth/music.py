@@ -412,13 +412,14 @@ def render_music(style: Style, timeline: Timeline, rng: np.random.Generator) -> 
     # The lead's motif: one or two bars of rhythm, reused through a section with new pitches.
     motif_rhythms = [LEAD_RHYTHMS[i] for i in rng.integers(0, len(LEAD_RHYTHMS), size=2)]
 
+    steady_end = timeline.steady_duration_s  # inverts the tempo map: once, not per bar
     for section in timeline.sections:
         pattern = _drum_pattern(style, section.drum_level, steps_per_bar, bpb)
         walk = int(rng.integers(0, 3))  # lead's starting chord tone
         for b in range(section.n_bars):
             bar = section.first_bar + b
             bar_t = timeline.bar_start(bar)
-            if bar_t >= timeline.steady_duration_s:
+            if bar_t >= steady_end:
                 break
             last_bar = b == section.n_bars - 1
             # ---- drums

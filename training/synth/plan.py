@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vem.runtime.tempo import MAX_CHANGE_PER_BAR
+from vem.runtime.tempo import MAX_CHANGE_PER_BAR, TEMPO_RANGE_BPM
 
 from .style import Style
 
@@ -43,8 +43,7 @@ class Section:
 
 # Tempo maps (the runtime's `vem.runtime.tempo.tempo_map` asks for them on free edits): the
 # tempo glides, changing by at most the runtime's bound per bar, its rate chosen anew every 2-4
-# bars, within GLIDE_RANGE of the style's tempo and inside 70-170 BPM.
-MAX_GLIDE_PER_BAR = MAX_CHANGE_PER_BAR
+# bars, within GLIDE_RANGE of the style's tempo and inside the runtime's TEMPO_RANGE_BPM.
 GLIDE_RANGE = (0.8, 1.25)
 
 
@@ -55,14 +54,20 @@ class TempoWarp:
 
     steady_s: np.ndarray  # beat times at the steady tempo
     clip_s: np.ndarray  # the same beats on the map
+    # Slopes of the first and last beat interval, for times outside the map (computed once: the
+    # warp is called for every note).
+    first_slope: float = field(init=False, repr=False, compare=False)
+    last_slope: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.first_slope = (self.clip_s[1] - self.clip_s[0]) / (self.steady_s[1] - self.steady_s[0])
+        self.last_slope = (self.clip_s[-1] - self.clip_s[-2]) / (self.steady_s[-1] - self.steady_s[-2])
 
     def __call__(self, t):
         t = np.asarray(t, dtype=np.float64)
         inside = np.interp(t, self.steady_s, self.clip_s)
-        first = (self.clip_s[1] - self.clip_s[0]) / (self.steady_s[1] - self.steady_s[0])
-        last = (self.clip_s[-1] - self.clip_s[-2]) / (self.steady_s[-1] - self.steady_s[-2])
-        out = np.where(t < self.steady_s[0], self.clip_s[0] + (t - self.steady_s[0]) * first, inside)
-        out = np.where(t > self.steady_s[-1], self.clip_s[-1] + (t - self.steady_s[-1]) * last, out)
+        out = np.where(t < self.steady_s[0], self.clip_s[0] + (t - self.steady_s[0]) * self.first_slope, inside)
+        out = np.where(t > self.steady_s[-1], self.clip_s[-1] + (t - self.steady_s[-1]) * self.last_slope, out)
         return float(out) if out.ndim == 0 else out
 
     def inverse(self, t: float) -> float:
@@ -73,9 +78,10 @@ def plan_warp(tempo_bpm: float, beats_per_bar: int, offset_s: float, duration_s:
               rng: np.random.Generator) -> TempoWarp:
     """A random tempo map from the first beat on (before it the tempo is steady)."""
     period = 60.0 / tempo_bpm
-    low = max(GLIDE_RANGE[0], tempo_bpm / 170.0)  # period multipliers: 170 BPM ... 70 BPM
-    high = min(GLIDE_RANGE[1], tempo_bpm / 70.0)
-    per_bar = math.log1p(MAX_GLIDE_PER_BAR)
+    slowest, fastest = TEMPO_RANGE_BPM
+    low = max(GLIDE_RANGE[0], tempo_bpm / fastest)  # period multipliers: fastest ... slowest tempo
+    high = min(GLIDE_RANGE[1], tempo_bpm / slowest)
+    per_bar = math.log1p(MAX_CHANGE_PER_BAR)
     log_scale, rate, bars_left = 0.0, 0.0, 0
     steady, mapped = [offset_s], [offset_s]
     k = 0
